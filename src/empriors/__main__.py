@@ -1,0 +1,3 @@
+from empriors.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,368 @@
+"""``python -m empriors STAGE ...``: one subcommand per workflow stage, plus ``lineage``.
+
+Every stage reads its inputs, checks them, computes, and writes its outputs atomically with
+provenance. The workflow passes each experiment's resolved config block as JSON (--config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from empriors import plots
+from empriors.config import ConfigError, ExperimentSettings, experiment_settings, parse_json_config
+from empriors.data.io import (
+    ArtifactError,
+    lineage,
+    load_checkpoint,
+    now,
+    provenance,
+    read_h5,
+    save_checkpoint,
+    write_h5,
+)
+from empriors.data.manifold import manifold_dataset
+from empriors.gaussian import LowRankGaussian
+from empriors.methods import em_mmps
+from empriors.metrics.sinkhorn import entropic_ot
+from empriors.operators import Projection, observe, operator_from_parameters
+from empriors.seeding import derive_seed, generator
+
+log = logging.getLogger("empriors")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _settings(args) -> ExperimentSettings:
+    return experiment_settings(args.exp, parse_json_config(args.config), args.seed, args.device)
+
+
+def _load_observations(path: str | Path):
+    arrays, attrs = read_h5(path, ["y", "operator/matrices"])
+    if attrs.get("operator") != "projection":
+        raise ArtifactError(f"{path}: unsupported operator {attrs.get('operator')!r}")
+    y, op = (
+        arrays["y"],
+        operator_from_parameters("projection", {"matrices": arrays["operator/matrices"]}),
+    )
+    if len(op) != y.shape[0]:
+        raise ArtifactError(f"{path}: {y.shape[0]} observations but {len(op)} operators")
+    return y, op, int(attrs["dim"])
+
+
+def _save_prior(path, prior: em_mmps.Prior, extra: dict, prov: dict):
+    payload = {"gaussian": prior.gaussian.state_dict(), "features": prior.gaussian.dim, **extra}
+    if prior.network is not None:
+        payload["network"] = prior.network.state_dict()
+    save_checkpoint(path, payload, prov)
+
+
+def _load_prior(path, settings: ExperimentSettings) -> em_mmps.Prior:
+    state = load_checkpoint(path)
+    for key in ("gaussian", "features"):
+        if key not in state:
+            raise ArtifactError(f"{path} is not a prior checkpoint (no {key!r})")
+    gaussian = LowRankGaussian.from_state_dict(state["gaussian"])
+    network = None
+    if "network" in state:
+        network = em_mmps.build_denoiser(settings, int(state["features"]))
+        try:
+            network.load_state_dict(state["network"])
+        except RuntimeError as e:
+            raise ArtifactError(
+                f"{path}: network weights do not fit the configured network: {e}"
+            ) from e
+        network = network.to(settings.device).eval()
+    return em_mmps.Prior(gaussian, network)
+
+
+def _shard_slice(n: int, shard: int, shards: int) -> slice:
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} out of range for {shards} shards")
+    return slice(shard * n // shards, (shard + 1) * n // shards)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def cmd_corrupt(args):
+    started, s = now(), _settings(args)
+    data, obs = s.raw["data"], s.raw["observation"]
+    if data["kind"] != "manifold" or obs["kind"] != "projection":
+        raise ConfigError("this version implements the manifold data with projections only")
+    seed = derive_seed(args.seed, args.exp, "data")
+    g = generator(seed)
+    train, u1, u2 = manifold_dataset(
+        data["n_train"],
+        data["n_eval"],
+        data["dim"],
+        data["manifold_dim"],
+        data["alpha"],
+        data["eps"],
+        g,
+    )
+    op = Projection.random(train.shape[0], obs["rows"], data["dim"], g)
+    y = observe(train, op, obs["sigma_y"], g)
+    prov = provenance("corrupt", {"data": data, "observation": obs}, [], seed, started)
+    write_h5(args.truth, {"train": train, "eval_u1": u1, "eval_u2": u2}, prov)
+    write_h5(
+        args.observations,
+        {"y": y, "operator/matrices": op.matrices},
+        prov,
+        {"operator": "projection", "dim": data["dim"], "sigma_y": obs["sigma_y"]},
+    )
+    log.info("wrote %d observations of dimension %s", y.shape[0], tuple(y.shape[1:]))
+
+
+def cmd_init_prior(args):
+    started, s = now(), _settings(args)
+    y, op, dim = _load_observations(args.observations)
+    if s.init_n_fit is not None:
+        y, op = y[: s.init_n_fit], op[: s.init_n_fit]
+    seed = derive_seed(args.seed, args.exp, "init")
+    gaussian, history = em_mmps.fit_initial_gaussian(op, y, dim, s, generator(seed))
+    prov = provenance(
+        "init_prior",
+        {k: s.raw[k] for k in ("init", "diffusion", "estep")},
+        [args.observations],
+        seed,
+        started,
+    )
+    _save_prior(
+        args.out, em_mmps.Prior(gaussian), {"iteration": 0, "history": json.dumps(history)}, prov
+    )
+
+
+def cmd_estep(args):
+    started, s = now(), _settings(args)
+    y, op, _ = _load_observations(args.observations)
+    index = _shard_slice(y.shape[0], args.shard, s.shards)
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
+    t0 = time.perf_counter()
+    x = em_mmps.posterior_sample(
+        prior,
+        op[index],
+        y[index],
+        s.schedule,
+        s.estep_sampler,
+        s.estep_mmps,
+        s.estep_batch,
+        generator(seed),
+        s.device,
+    )
+    if not torch.isfinite(x).all():
+        raise FloatingPointError("E-step produced NaN/Inf samples; nothing written")
+    log.info(
+        "E-step shard %d: %d samples in %.1f s", args.shard, x.shape[0], time.perf_counter() - t0
+    )
+    prov = provenance(
+        "estep",
+        {k: s.raw[k] for k in ("estep", "diffusion", "em")},
+        [args.prior, args.observations],
+        seed,
+        started,
+    )
+    write_h5(
+        args.out,
+        {"x": x, "index": torch.arange(y.shape[0])[index]},
+        prov,
+        {"iteration": args.iteration, "shard": args.shard},
+    )
+
+
+def cmd_mstep(args):
+    started, s = now(), _settings(args)
+    shards = [read_h5(p, ["x"])[0]["x"] for p in args.samples]
+    x = torch.cat(shards)
+    kept = em_mmps.keep_in_range(x, s.keep_range)
+    log.info(
+        "M-step %d: %d samples, %d kept inside the range", args.iteration, x.shape[0], kept.shape[0]
+    )
+    if kept.shape[0] < 2:
+        raise ArtifactError("fewer than 2 E-step samples left after the range filter")
+    previous = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "mstep", args.iteration)
+    resume = Path(args.resume_dir) / f"iter_{args.iteration}.pt"
+    prior, losses = em_mmps.m_step(kept, previous, s, seed, resume)
+    prov = provenance(
+        "mstep",
+        {k: s.raw[k] for k in ("mstep", "network", "diffusion", "estep")},
+        [*args.samples, args.prior],
+        seed,
+        started,
+    )
+    _save_prior(
+        args.out,
+        prior,
+        {
+            "iteration": args.iteration,
+            "losses": torch.tensor(losses, dtype=torch.float64),
+            "kept": kept.shape[0],
+        },
+        prov,
+    )
+    resume.unlink(missing_ok=True)
+
+
+def cmd_eval_reference(args):
+    started, s = now(), _settings(args)
+    arrays, _ = read_h5(args.truth, ["eval_u1", "eval_u2"])
+    u1, u2 = arrays["eval_u1"][: s.eval_samples], arrays["eval_u2"][: s.eval_samples]
+    reg, its = s.sinkhorn_reg, s.sinkhorn_iterations
+    result = {
+        "ot_u1_u2": entropic_ot(u1, u2, reg, its),
+        "ot_u1_u1": entropic_ot(u1, u1, reg, its),
+        "n": u1.shape[0],
+        "reg": reg,
+        "iterations": its,
+    }
+    result["provenance"] = provenance(
+        "eval_reference", s.raw["evaluate"], [args.truth], None, started
+    )
+    _write_json(args.out, result)
+
+
+def cmd_evaluate(args):
+    started, s = now(), _settings(args)
+    arrays, _ = read_h5(args.truth, ["eval_u1"])
+    u1 = arrays["eval_u1"][: s.eval_samples]
+    reference = json.loads(Path(args.reference).read_text())
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "evaluate", args.iteration)
+    v = em_mmps.prior_sample(
+        prior, s.eval_samples, s.schedule, s.eval_sampler, s.estep_batch, generator(seed), s.device
+    )
+    if not torch.isfinite(v).all():
+        raise FloatingPointError(f"model samples of {args.prior} contain NaN/Inf")
+    reg, its = s.sinkhorn_reg, s.sinkhorn_iterations
+    ot_u1_v, ot_v_v = entropic_ot(u1, v, reg, its), entropic_ot(v, v, reg, its)
+    result = {
+        "iteration": args.iteration,
+        "sinkhorn": ot_u1_v - reference["ot_u1_u2"],
+        "sinkhorn_divergence": ot_u1_v - 0.5 * (reference["ot_u1_u1"] + ot_v_v),
+        "ot_u1_v": ot_u1_v,
+        "n": v.shape[0],
+        "reg": reg,
+    }
+    log.info("iteration %d: %s", args.iteration, result)
+    prov = provenance(
+        "evaluate", s.raw["evaluate"], [args.prior, args.truth, args.reference], seed, started
+    )
+    write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
+    _write_json(args.out, {**result, "provenance": prov})
+
+
+def cmd_aggregate(args):
+    rows = []
+    for path in args.evals:
+        r = json.loads(Path(path).read_text())
+        rows.append({k: r[k] for k in ("iteration", "sinkhorn", "sinkhorn_divergence", "ot_u1_v")})
+    rows.sort(key=lambda r: r["iteration"])
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    figures = Path(args.figures_dir)
+    figures.mkdir(parents=True, exist_ok=True)
+    plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
+    truth = read_h5(args.truth, ["eval_u1"])[0]["eval_u1"]
+    model = {
+        int(read_h5(p, ["x"])[1]["iteration"]): read_h5(p, ["x"])[0]["x"]
+        for p in args.marginal_samples
+    }
+    plots.marginals(truth, model, figures / "marginals.png")
+    tmp.replace(out)
+
+
+def cmd_lineage(args):
+    for line in lineage(args.file):
+        print(line)
+
+
+def _write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m empriors", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def stage(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--exp", required=True, help="experiment name (a key of experiments:)")
+        sp.add_argument("--config", required=True, help="the experiment's config block as JSON")
+        sp.add_argument("--seed", type=int, required=True, help="the config's global seed")
+        sp.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = stage("corrupt", cmd_corrupt, "generate data and observations y = A x + e")
+    sp.add_argument("--observations", required=True)
+    sp.add_argument("--truth", required=True)
+    sp = stage("init-prior", cmd_init_prior, "fit the Gaussian q0 by Monte-Carlo EM")
+    sp.add_argument("--observations", required=True)
+    sp.add_argument("--out", required=True)
+    sp = stage("estep", cmd_estep, "posterior samples for one shard of the observations")
+    for a in ("--prior", "--observations", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument("--shard", type=int, required=True)
+    sp = stage("mstep", cmd_mstep, "fit the prior of iteration k to its E-step samples")
+    sp.add_argument("--samples", nargs="+", required=True)
+    for a in ("--prior", "--out", "--resume-dir"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
+    sp = stage("eval-reference", cmd_eval_reference, "OT terms between true sets (once)")
+    sp.add_argument("--truth", required=True)
+    sp.add_argument("--out", required=True)
+    sp = stage("evaluate", cmd_evaluate, "sample a prior and score it against the truth")
+    for a in ("--prior", "--truth", "--reference", "--out", "--samples-out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
+
+    sp = sub.add_parser("aggregate", help="CSV of every iteration's scores and the figures")
+    sp.add_argument("--evals", nargs="+", required=True)
+    sp.add_argument("--marginal-samples", nargs="+", required=True)
+    for a in ("--truth", "--out", "--figures-dir"):
+        sp.add_argument(a, required=True)
+    sp.set_defaults(fn=cmd_aggregate, threads=None)
+    sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
+    sp.add_argument("file")
+    sp.set_defaults(fn=cmd_lineage, threads=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        args.fn(args)
+    except (ConfigError, ArtifactError, FloatingPointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

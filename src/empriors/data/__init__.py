@@ -1,0 +1,1 @@
+"""Data sets (generated or read from data/) and artifact I/O."""

@@ -1,0 +1,1 @@
+"""Methods: init / e_step / m_step on tensors, no file I/O."""

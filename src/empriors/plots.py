@@ -1,0 +1,73 @@
+"""Every figure, drawn with matplotlib (Agg) into results/{exp}/figures/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def _save(fig, path: Path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def sinkhorn_curve(rows: list[dict], path: Path) -> None:
+    """The paper's Sinkhorn figure S and the debiased divergence against EM iteration."""
+    k = [r["iteration"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(k, [r["sinkhorn"] for r in rows], "o-", label="S = OT(u1,v) - OT(u1,u2) (paper)")
+    ax.plot(
+        k, [r["sinkhorn_divergence"] for r in rows], "s--", label="debiased Sinkhorn divergence"
+    )
+    ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
+    ax.set_ylabel("Sinkhorn")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def marginals(truth: Tensor, models: dict[int, Tensor], path: Path, max_points: int = 4096) -> None:
+    """Paper Fig. 3: 2-d marginals (x_i, x_j), i < j, of the model at chosen iterations
+    (columns) over the truth (grey); 1-d marginal histograms of the first coordinate below."""
+    truth = truth[:max_points].numpy()
+    n = truth.shape[1]
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    iterations = sorted(models)
+    fig, axes = plt.subplots(
+        len(pairs) + 1,
+        len(iterations),
+        figsize=(1.8 * len(iterations), 1.8 * (len(pairs) + 1)),
+        squeeze=False,
+    )
+    for c, k in enumerate(iterations):
+        x = models[k][:max_points].numpy()
+        for r, (i, j) in enumerate(pairs):
+            ax = axes[r, c]
+            ax.scatter(truth[:, i], truth[:, j], s=0.5, c="0.75", rasterized=True)
+            ax.scatter(x[:, i], x[:, j], s=0.5, c="C0", alpha=0.5, rasterized=True)
+            ax.set_xlim(-3, 3)
+            ax.set_ylim(-3, 3)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"x{i + 1} vs x{j + 1}", fontsize=7)
+        ax = axes[-1, c]
+        bins = np.linspace(-3, 3, 61)
+        ax.hist(truth[:, 0], bins=bins, density=True, color="0.6", label="truth")
+        ax.hist(x[:, 0], bins=bins, density=True, histtype="step", color="C0", label="model")
+        ax.set_yticks([])
+        axes[0, c].set_title(f"k = {k}" + (" (q0)" if k == 0 else ""), fontsize=9)
+    axes[-1, 0].legend(fontsize=6)
+    axes[-1, 0].set_ylabel("x1 density", fontsize=7)
+    _save(fig, path)

@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+import empriors.train as train_module
+from empriors.diffusion import Denoiser, VESchedule
+from empriors.nn import MLPBackbone
+from empriors.train import TrainSettings, train_denoiser
+
+
+def _data(g):
+    return torch.randn(512, 3, generator=g) * torch.tensor([1.0, 0.5, 0.1])
+
+
+def _net():
+    torch.manual_seed(0)
+    return Denoiser(MLPBackbone(3, (32, 32), 8))
+
+
+SETTINGS = TrainSettings(
+    steps=60, batch_size=32, lr=1e-3, lr_end=1e-5, clip=1.0, ema=0.9, resume_every_s=0.0
+)
+
+
+def test_training_reduces_loss(g):
+    _, losses = train_denoiser(
+        _net(), _data(g), VESchedule(1e-3, 10), SETTINGS, seed=1, progress=False
+    )
+    assert losses[-1] < losses[0]
+
+
+def test_resume_after_crash_gives_identical_weights(tmp_path, g, monkeypatch):
+    data, schedule = _data(g), VESchedule(1e-3, 10)
+    reference, ref_losses = train_denoiser(_net(), data, schedule, SETTINGS, seed=7, progress=False)
+
+    real_loss, calls = train_module.denoising_loss, []
+
+    def crashing_loss(*args):
+        calls.append(1)
+        if len(calls) == 25:
+            raise KeyboardInterrupt("simulated kill")
+        return real_loss(*args)
+
+    resume = tmp_path / "state.pt"
+    monkeypatch.setattr(train_module, "denoising_loss", crashing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(_net(), data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False)
+    monkeypatch.setattr(train_module, "denoising_loss", real_loss)
+    assert torch.load(resume, weights_only=True)["step"] == 24
+
+    resumed, losses = train_denoiser(
+        _net(), data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False
+    )
+    for k in reference:
+        assert torch.equal(reference[k], resumed[k]), k
+    assert losses == ref_losses
+
+
+def test_resume_state_from_other_settings_is_ignored(tmp_path, g):
+    data, schedule = _data(g), VESchedule(1e-3, 10)
+    resume = tmp_path / "state.pt"
+    train_denoiser(_net(), data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False)
+    other = TrainSettings(**{**SETTINGS.__dict__, "lr": 5e-4})
+    fresh, _ = train_denoiser(_net(), data, schedule, other, seed=7, progress=False)
+    from_state, _ = train_denoiser(
+        _net(), data, schedule, other, seed=7, resume_path=resume, progress=False
+    )
+    for k in fresh:
+        assert torch.equal(fresh[k], from_state[k])
+
+
+def test_nan_loss_raises(g):
+    data = _data(g)
+    data[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError):
+        train_denoiser(
+            _net(),
+            data.repeat(1, 1),
+            VESchedule(1e-3, 10),
+            TrainSettings(steps=200, batch_size=512, lr=1e-3),
+            seed=0,
+            progress=False,
+        )

@@ -1,0 +1,197 @@
+"""The workflow end to end: lint, full-depth dry run of the paper config, a real 2-iteration
+demo run with DVC snapshots, kill-and-resume during an M-step, lineage, bad configs.
+
+Each test works in a fresh project folder (the repository's workflow files, its own git and
+DVC repos), the way a user's clone does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+PROJECT_FILES = ["Snakefile", "workflow", "config", "envs", "Makefile", ".gitignore"]
+pytestmark = pytest.mark.workflow
+
+TWO_ITERATIONS = """
+experiments:
+  manifold:
+    em: {iterations: 2}
+    mstep: {resume_every_s: 0.5}
+    evaluate: {figure_iterations: [0, 1, 2]}
+"""
+
+
+def run(cmd, cwd, check=True, **kw):
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def snakemake(*args):
+    return [str(BIN / "snakemake"), *args]
+
+
+def make_project(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, symlinks=True)
+        else:
+            shutil.copy(src, path / name)
+    (path / "two.yaml").write_text(TWO_ITERATIONS)
+    run(["git", "init", "-q"], path)
+    run([str(BIN / "dvc"), "init", "-q"], path)
+    shutil.copy(REPO / ".dvcignore", path / ".dvcignore")
+    run(["make", "profiles"], path)
+    return path
+
+
+DEMO = ["--profile", "local", "--configfile", "config/demo.yaml", "two.yaml"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """An uninterrupted 2-iteration demo run."""
+    project = make_project(tmp_path_factory.mktemp("finished"))
+    run(snakemake(*DEMO, "--cores", "2"), project)
+    return project
+
+
+def test_lint_is_clean():
+    proc = run(snakemake("--lint"), REPO, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_paper_config_dry_run_plans_every_iteration(tmp_path):
+    """The README's literal command, dry: 32 iterations x 8 shards, nothing needs SLURM."""
+    project = make_project(tmp_path)
+    proc = run(snakemake("--profile", "slurm", "results/manifold/sinkhorn.csv", "-n"), project)
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert stats["estep"] == "256" and stats["mstep"] == "32"
+    assert stats["evaluate"] == "33" and stats["snapshot_iteration"] == "33"
+    assert stats["init_prior"] == "1" and stats["corrupt"] == "1"
+
+
+def test_demo_run_produces_every_target(finished):
+    res = finished / "results" / "manifold"
+    rows = (res / "sinkhorn.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("iteration,sinkhorn,sinkhorn_divergence")
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2]
+    for k in (0, 1, 2):
+        assert (res / f"iter_{k}" / "prior.pt").exists()
+        assert (res / f"iter_{k}.dvc").exists()
+        assert (res / "eval" / f"iter_{k}.json").exists()
+    for k in (1, 2):
+        assert sorted(p.name for p in (res / f"iter_{k}").iterdir()) == [
+            "prior.pt",
+            "samples_0.h5",
+            "samples_1.h5",
+        ]
+    assert (res / "figures" / "sinkhorn.png").stat().st_size > 10_000
+    assert (res / "figures" / "marginals.png").stat().st_size > 10_000
+    assert not (res / ".resume" / "iter_2.pt").exists()  # deleted on success
+    status = run([str(BIN / "dvc"), "status"], finished)
+    assert "up to date" in status.stdout, status.stdout
+    # nothing left to do
+    assert "Nothing to be done" in run(snakemake(*DEMO, "-n"), finished).stdout
+
+
+def test_lineage_reaches_the_observations(finished):
+    proc = run(
+        [sys.executable, "-m", "empriors", "lineage", "results/manifold/iter_2/prior.pt"], finished
+    )
+    out = proc.stdout
+    for stage in ("[mstep]", "[estep]", "[init_prior]", "[corrupt]"):
+        assert stage in out, out
+    assert "results/manifold/observations.h5" in out
+    assert "CHANGED" not in out and "MISSING" not in out
+    assert '"steps": 1500' in out  # the config that made the prior
+
+
+def _payload(path):
+    state = torch.load(path, weights_only=True)
+    state.pop("provenance")  # holds host and wall-clock times, by design
+    return state
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def test_kill_during_mstep_then_resume_is_identical(finished, tmp_path):
+    project = make_project(tmp_path / "killed")
+    resume = project / "results" / "manifold" / ".resume" / "iter_2.pt"
+    proc = subprocess.Popen(
+        snakemake(*DEMO, "--cores", "2"),
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not resume.exists():
+        assert proc.poll() is None, "workflow ended before the M-step of iteration 2 saved state"
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job tree, like a node failure
+    proc.wait()
+    res = project / "results" / "manifold"
+    assert not (res / "iter_2" / "prior.pt").exists()
+
+    run(snakemake(*DEMO, "--unlock"), project)
+    run(snakemake(*DEMO, "--cores", "2", "--rerun-incomplete"), project)
+    assert "resumed training from" in (res / "logs" / "mstep_2.log").read_text()
+    assert not resume.exists()
+
+    ref = finished / "results" / "manifold"
+    for k in (0, 1, 2):
+        assert _same(
+            _payload(ref / f"iter_{k}" / "prior.pt"), _payload(res / f"iter_{k}" / "prior.pt")
+        ), k
+    for k in (0, 1, 2):
+        a = json.loads((ref / "eval" / f"iter_{k}.json").read_text())
+        b = json.loads((res / "eval" / f"iter_{k}.json").read_text())
+        assert a["sinkhorn"] == b["sinkhorn"]
+    assert (ref / "sinkhorn.csv").read_bytes() == (res / "sinkhorn.csv").read_bytes()
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    project = make_project(tmp_path)
+    (project / "bad.yaml").write_text("experiments:\n  manifold:\n    mstep: {stepz: 10}\n")
+    proc = run(
+        snakemake("--configfile", "config/demo.yaml", "bad.yaml", "--cores", "1"),
+        project,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "stepz" in proc.stdout + proc.stderr
+    assert not (project / "results").exists()
+
+
+def test_dvc_can_be_disabled(tmp_path):
+    project = make_project(tmp_path)
+    (project / "nodvc.yaml").write_text("dvc: {enabled: false}\n")
+    proc = run(snakemake(*DEMO, "nodvc.yaml", "-n"), project)
+    assert "snapshot" not in proc.stdout

@@ -1,0 +1,16 @@
+# Data and observations: y = A x + e, seeded from the config.
+
+
+rule corrupt:
+    output:
+        obs="results/{exp}/observations.h5",
+        truth="results/{exp}/truth.h5",
+    params:
+        args=stage_args,
+    log:
+        "results/{exp}/logs/corrupt.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors corrupt {params.args} "
+        "--observations {output.obs} --truth {output.truth} 2> {log}"

@@ -1,0 +1,68 @@
+# EM laps as explicit file targets: iter_0 = Gaussian q0; for k >= 1, S E-step shards
+# read iter_{k-1}/prior.pt and the M-step writes iter_k/prior.pt.
+
+
+rule init_prior:
+    input:
+        obs="results/{exp}/observations.h5",
+    output:
+        "results/{exp}/iter_0/prior.pt",
+    params:
+        args=stage_args,
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/init_prior.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors init-prior {params.args} --observations {input.obs} "
+        "--out {output} 2> {log}"
+
+
+rule estep:
+    input:
+        prior=previous_prior,
+        obs="results/{exp}/observations.h5",
+    output:
+        "results/{exp}/iter_{k}/samples_{s}.h5",
+    wildcard_constraints:
+        k=r"[1-9][0-9]*",
+    params:
+        args=stage_args,
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/estep_{k}_{s}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors estep {params.args} --iteration {wildcards.k} "
+        "--shard {wildcards.s} --prior {input.prior} --observations {input.obs} "
+        "--out {output} 2> {log}"
+
+
+rule mstep:
+    input:
+        samples=shard_files,
+        prior=previous_prior,
+    output:
+        "results/{exp}/iter_{k}/prior.pt",
+    wildcard_constraints:
+        k=r"[1-9][0-9]*",
+    params:
+        args=stage_args,
+        resume="results/{exp}/.resume",  # undeclared on purpose: survives a failed run
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/mstep_{k}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors mstep {params.args} --iteration {wildcards.k} "
+        "--samples {input.samples} --prior {input.prior} --out {output} "
+        "--resume-dir {params.resume} 2>> {log}"
