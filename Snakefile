@@ -17,6 +17,11 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+wildcard_constraints:
+    exp=r"[A-Za-z0-9_\-]+",
+    s=r"[0-9]+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corrupt.smk"
 include: "workflow/rules/em.smk"

@@ -112,6 +112,24 @@ def test_demo_run_produces_every_target(finished):
     assert "Nothing to be done" in run(snakemake(*DEMO, "-n"), finished).stdout
 
 
+def _planned(project, *extra):
+    proc = run(snakemake(*DEMO, *extra, "-n"), project)
+    return dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+
+
+def test_config_changes_rerun_exactly_what_they_affect(finished):
+    # more laps: only the new lap (and the aggregate) runs
+    (finished / "more.yaml").write_text("experiments: {manifold: {em: {iterations: 3}}}\n")
+    plan = _planned(finished, "more.yaml")
+    assert plan["estep"] == "2" and plan["mstep"] == "1" and plan["evaluate"] == "1"
+    assert "corrupt" not in plan and "init_prior" not in plan
+    # another M-step setting: every M-step reruns, and what follows; the data does not
+    (finished / "steps.yaml").write_text("experiments: {manifold: {mstep: {steps: 1400}}}\n")
+    plan = _planned(finished, "steps.yaml")
+    assert plan["mstep"] == "2" and plan["estep"] == "2"  # lap 1 E-step reads only q0
+    assert "corrupt" not in plan and "init_prior" not in plan
+
+
 def test_lineage_reaches_the_observations(finished):
     proc = run(
         [sys.executable, "-m", "empriors", "lineage", "results/manifold/iter_2/prior.pt"], finished

@@ -95,7 +95,7 @@ def _shard_slice(n: int, shard: int, shards: int) -> slice:
 
 def cmd_corrupt(args):
     started, s = now(), _settings(args)
-    data, obs = s.raw["data"], s.raw["observation"]
+    data, obs = s.section("data"), s.section("observation")
     if data["kind"] != "manifold" or obs["kind"] != "projection":
         raise ConfigError("this version implements the manifold data with projections only")
     seed = derive_seed(args.seed, args.exp, "data")
@@ -125,13 +125,14 @@ def cmd_corrupt(args):
 def cmd_init_prior(args):
     started, s = now(), _settings(args)
     y, op, dim = _load_observations(args.observations)
-    if s.init_n_fit is not None:
-        y, op = y[: s.init_n_fit], op[: s.init_n_fit]
+    n_fit = s.init["n_fit"]
+    if n_fit is not None:
+        y, op = y[:n_fit], op[:n_fit]
     seed = derive_seed(args.seed, args.exp, "init")
     gaussian, history = em_mmps.fit_initial_gaussian(op, y, dim, s, generator(seed))
     prov = provenance(
         "init_prior",
-        {k: s.raw[k] for k in ("init", "diffusion", "estep")},
+        s.raw,
         [args.observations],
         seed,
         started,
@@ -166,7 +167,7 @@ def cmd_estep(args):
     )
     prov = provenance(
         "estep",
-        {k: s.raw[k] for k in ("estep", "diffusion", "em")},
+        s.raw,
         [args.prior, args.observations],
         seed,
         started,
@@ -195,7 +196,7 @@ def cmd_mstep(args):
     prior, losses = em_mmps.m_step(kept, previous, s, seed, resume)
     prov = provenance(
         "mstep",
-        {k: s.raw[k] for k in ("mstep", "network", "diffusion", "estep")},
+        s.raw,
         [*args.samples, args.prior],
         seed,
         started,
@@ -216,8 +217,9 @@ def cmd_mstep(args):
 def cmd_eval_reference(args):
     started, s = now(), _settings(args)
     arrays, _ = read_h5(args.truth, ["eval_u1", "eval_u2"])
-    u1, u2 = arrays["eval_u1"][: s.eval_samples], arrays["eval_u2"][: s.eval_samples]
-    reg, its = s.sinkhorn_reg, s.sinkhorn_iterations
+    n = s.evaluate["n_samples"]
+    u1, u2 = arrays["eval_u1"][:n], arrays["eval_u2"][:n]
+    reg, its = s.evaluate["sinkhorn_reg"], s.evaluate["sinkhorn_iterations"]
     result = {
         "ot_u1_u2": entropic_ot(u1, u2, reg, its),
         "ot_u1_u1": entropic_ot(u1, u1, reg, its),
@@ -225,25 +227,29 @@ def cmd_eval_reference(args):
         "reg": reg,
         "iterations": its,
     }
-    result["provenance"] = provenance(
-        "eval_reference", s.raw["evaluate"], [args.truth], None, started
-    )
+    result["provenance"] = provenance("eval_reference", s.raw, [args.truth], None, started)
     _write_json(args.out, result)
 
 
 def cmd_evaluate(args):
     started, s = now(), _settings(args)
     arrays, _ = read_h5(args.truth, ["eval_u1"])
-    u1 = arrays["eval_u1"][: s.eval_samples]
+    u1 = arrays["eval_u1"][: s.evaluate["n_samples"]]
     reference = json.loads(Path(args.reference).read_text())
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "evaluate", args.iteration)
     v = em_mmps.prior_sample(
-        prior, s.eval_samples, s.schedule, s.eval_sampler, s.estep_batch, generator(seed), s.device
+        prior,
+        s.evaluate["n_samples"],
+        s.schedule,
+        s.eval_sampler,
+        s.evaluate["batch_size"],
+        generator(seed),
+        s.device,
     )
     if not torch.isfinite(v).all():
         raise FloatingPointError(f"model samples of {args.prior} contain NaN/Inf")
-    reg, its = s.sinkhorn_reg, s.sinkhorn_iterations
+    reg, its = s.evaluate["sinkhorn_reg"], s.evaluate["sinkhorn_iterations"]
     ot_u1_v, ot_v_v = entropic_ot(u1, v, reg, its), entropic_ot(v, v, reg, its)
     result = {
         "iteration": args.iteration,
@@ -254,9 +260,7 @@ def cmd_evaluate(args):
         "reg": reg,
     }
     log.info("iteration %d: %s", args.iteration, result)
-    prov = provenance(
-        "evaluate", s.raw["evaluate"], [args.prior, args.truth, args.reference], seed, started
-    )
+    prov = provenance("evaluate", s.raw, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     _write_json(args.out, {**result, "provenance": prov})
 

@@ -1,15 +1,17 @@
 """The only module that knows config keys: a validated experiment config -> typed settings.
 
 The Snakefile validates the whole config against workflow/schemas/config.schema.yaml before
-any job runs; the CLI receives one experiment's resolved config as JSON and calls
-:func:`experiment_settings`, which validates again (so the CLI is safe on its own) and builds
-the objects the methods use.
+any job runs. Each rule names the config sections its stage reads and passes only those, as
+JSON (so that changing, say, ``mstep`` reruns M-steps but not the data or the first E-step);
+:class:`ExperimentSettings` validates the sections it got and builds typed settings on demand,
+with a clear error if a stage asks for a section it was not given.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import jsonschema
@@ -22,9 +24,13 @@ from empriors.train import TrainSettings
 # The schema lives with the workflow (one source of truth); the package is installed editable.
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
+# Keys that shape only the DAG, never an artifact: the workflow leaves them out of stage
+# configs (workflow/rules/common.smk), so extending a run reruns nothing that is finished.
+WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"))
+
 
 class ConfigError(ValueError):
-    """The config does not satisfy the schema or names something unknown."""
+    """The config does not satisfy the schema or lacks a section a stage needs."""
 
 
 def load_schema() -> dict:
@@ -37,36 +43,30 @@ def load_schema() -> dict:
         return yaml.safe_load(f)
 
 
-# Keys that shape only the workflow's DAG. The Snakefile leaves them out of the config it
-# passes to stages (so extending a run reruns nothing); placeholders keep the schema whole.
-WORKFLOW_ONLY_PLACEHOLDERS = {
-    "enabled": True,
-    "em": {"iterations": 1},
-    "evaluate": {"figure_iterations": [0]},
-}
-
-
-def _with_placeholders(cfg: dict) -> dict:
-    out = dict(cfg)
-    for key, value in WORKFLOW_ONLY_PLACEHOLDERS.items():
-        if isinstance(value, dict):
-            if isinstance(out.get(key), dict):
-                out[key] = {**value, **out[key]}
-        else:
-            out.setdefault(key, value)
-    return out
-
-
-def validate_experiment(cfg: dict) -> None:
-    """Validate one experiment's block against the schema's experiment definition."""
-    cfg = _with_placeholders(cfg)
+def validate_sections(cfg: dict) -> None:
+    """Validate each given section of one experiment against the schema."""
     schema = load_schema()
-    sub = {"$defs": schema["$defs"], **schema["$defs"]["experiment"]}
+    experiment = schema["$defs"]["experiment"]
+    for name, value in cfg.items():
+        if name not in experiment["properties"]:
+            raise ConfigError(f"config error: unknown experiment section {name!r}")
+        sub = {"$defs": schema["$defs"], **experiment["properties"][name]}
+        sub = json.loads(json.dumps(sub))  # a copy we may relax
+        for parent, key in WORKFLOW_ONLY:
+            if parent == name and key in sub.get("required", []):
+                sub["required"] = [r for r in sub["required"] if r != key]
+        try:
+            jsonschema.validate(value, sub)
+        except jsonschema.ValidationError as e:
+            where = "/".join(str(p) for p in (name, *e.absolute_path))
+            raise ConfigError(f"config error at {where}: {e.message}") from None
+
+
+def parse_json_config(text: str) -> dict:
     try:
-        jsonschema.validate(cfg, sub)
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top)"
-        raise ConfigError(f"config error at {where}: {e.message}") from None
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config is not valid JSON: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -91,32 +91,6 @@ class NetworkSettings:
     embedding: int
 
 
-@dataclass(frozen=True)
-class ExperimentSettings:
-    name: str
-    seed: int
-    raw: dict  # the experiment's config block (goes into provenance)
-    device: torch.device
-    schedule: VESchedule
-    network: NetworkSettings
-    init_rounds: int
-    init_rank: int | None
-    init_sampler: SamplerSettings
-    init_n_fit: int | None
-    shards: int
-    estep_sampler: SamplerSettings
-    estep_mmps: MMPSSettings
-    estep_batch: int
-    keep_range: float | None
-    ppca_samples: int
-    ppca_rank: int | None
-    train: TrainSettings
-    eval_samples: int
-    eval_sampler: SamplerSettings
-    sinkhorn_reg: float
-    sinkhorn_iterations: int
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -125,51 +99,100 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class ExperimentSettings:
+    """Typed views of one experiment's (partial) config, built when first used."""
+
+    def __init__(self, name: str, cfg: dict, seed: int, device: str = "auto"):
+        validate_sections(cfg)
+        self.name, self.raw, self.seed = name, cfg, seed
+        self.device = _device(device)
+
+    def section(self, name: str) -> dict:
+        if name not in self.raw:
+            raise ConfigError(f"this stage was not given the config section {name!r}")
+        return self.raw[name]
+
+    @cached_property
+    def schedule(self) -> VESchedule:
+        d = self.section("diffusion")
+        return VESchedule(d["sigma_min"], d["sigma_max"])
+
+    @cached_property
+    def network(self) -> NetworkSettings:
+        n = self.section("network")
+        return NetworkSettings(n["kind"], tuple(n["hidden"]), n["embedding"])
+
+    # q0 --------------------------------------------------------------------------------
+    @cached_property
+    def init(self) -> dict:
+        return self.section("init")
+
+    @cached_property
+    def init_sampler(self) -> SamplerSettings:
+        return SamplerSettings(self.init["sampler"], self.init["steps"])
+
+    @cached_property
+    def init_mmps(self) -> MMPSSettings:
+        # For a Gaussian prior the cov_x covariance is exact; CG runs to tolerance.
+        return MMPSSettings("cov_x", self.init["sigma_y2"], self.init["cg_rtol"], None)
+
+    # E-step ----------------------------------------------------------------------------
+    @cached_property
+    def shards(self) -> int:
+        return self.section("em")["shards"]
+
+    @cached_property
+    def estep_sampler(self) -> SamplerSettings:
+        e = self.section("estep")
+        return SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"])
+
+    @cached_property
+    def estep_mmps(self) -> MMPSSettings:
+        e = self.section("estep")
+        return MMPSSettings(e["covariance"], e["sigma_y2"], e["cg_rtol"], e["cg_maxiter"])
+
+    @cached_property
+    def estep_batch(self) -> int:
+        return self.section("estep")["batch_size"]
+
+    @cached_property
+    def keep_range(self) -> float | None:
+        return self.section("estep")["keep_range"]
+
+    # M-step ----------------------------------------------------------------------------
+    @cached_property
+    def ppca_samples(self) -> int:
+        return self.section("mstep")["ppca_samples"]
+
+    @cached_property
+    def ppca_rank(self) -> int | None:
+        return self.section("mstep")["ppca_rank"]
+
+    @cached_property
+    def train(self) -> TrainSettings:
+        m = self.section("mstep")
+        return TrainSettings(
+            steps=m["steps"],
+            batch_size=m["batch_size"],
+            lr=m["lr"],
+            lr_end=m["lr_end"],
+            clip=m["clip"],
+            ema=m["ema"],
+            resume_every_s=m["resume_every_s"],
+        )
+
+    # evaluation ------------------------------------------------------------------------
+    @cached_property
+    def evaluate(self) -> dict:
+        return self.section("evaluate")
+
+    @cached_property
+    def eval_sampler(self) -> SamplerSettings:
+        e = self.evaluate
+        return SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"])
+
+
 def experiment_settings(
     name: str, cfg: dict, seed: int, device: str = "auto"
 ) -> ExperimentSettings:
-    validate_experiment(cfg)
-    init, est, mst, ev = cfg["init"], cfg["estep"], cfg["mstep"], cfg["evaluate"]
-    return ExperimentSettings(
-        name=name,
-        seed=seed,
-        raw=cfg,
-        device=_device(device),
-        schedule=VESchedule(cfg["diffusion"]["sigma_min"], cfg["diffusion"]["sigma_max"]),
-        network=NetworkSettings(
-            cfg["network"]["kind"], tuple(cfg["network"]["hidden"]), cfg["network"]["embedding"]
-        ),
-        init_rounds=init["rounds"],
-        init_rank=init["rank"],
-        init_n_fit=init["n_fit"],
-        init_sampler=SamplerSettings(init["sampler"], init["steps"]),
-        shards=cfg["em"]["shards"],
-        estep_sampler=SamplerSettings(est["sampler"], est["steps"], est["corrector_tau"]),
-        estep_mmps=MMPSSettings(
-            est["covariance"], est["sigma_y2"], est["cg_rtol"], est["cg_maxiter"]
-        ),
-        estep_batch=est["batch_size"],
-        keep_range=est["keep_range"],
-        ppca_samples=mst["ppca_samples"],
-        ppca_rank=mst["ppca_rank"],
-        train=TrainSettings(
-            steps=mst["steps"],
-            batch_size=mst["batch_size"],
-            lr=mst["lr"],
-            lr_end=mst["lr_end"],
-            clip=mst["clip"],
-            ema=mst["ema"],
-            resume_every_s=mst["resume_every_s"],
-        ),
-        eval_samples=ev["n_samples"],
-        eval_sampler=SamplerSettings(ev["sampler"], ev["steps"], est["corrector_tau"]),
-        sinkhorn_reg=ev["sinkhorn_reg"],
-        sinkhorn_iterations=ev["sinkhorn_iterations"],
-    )
-
-
-def parse_json_config(text: str) -> dict:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--config is not valid JSON: {e}") from None
+    return ExperimentSettings(name, cfg, seed, device)

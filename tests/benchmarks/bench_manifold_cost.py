@@ -23,8 +23,16 @@ from empriors.nn import MLPBackbone
 from empriors.operators import Projection
 from empriors.posterior import MMPSDenoiser
 
-PAPER = dict(laps=32, train_steps=65536, batch=1024, n_obs=65536, shards=8, pc_steps=4096,
-             eval_samples=16384, sinkhorn_iterations=1024)
+PAPER = dict(
+    laps=32,
+    train_steps=65536,
+    batch=1024,
+    n_obs=65536,
+    shards=8,
+    pc_steps=4096,
+    eval_samples=16384,
+    sinkhorn_iterations=1024,
+)
 
 
 def timeit(fn, repeat: int, device) -> float:
@@ -43,8 +51,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--sinkhorn-n", type=int, default=4096,
-                   help="points per side for the timed Sinkhorn (cost scales as n^2)")
+    p.add_argument(
+        "--sinkhorn-n",
+        type=int,
+        default=4096,
+        help="points per side for the timed Sinkhorn (cost scales as n^2)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,18 +100,36 @@ def main():
 
     P = PAPER
     rows = [
-        ("M-step: one Adam step, batch 1024", t_train, P["train_steps"] * P["laps"],
-         "65,536 steps x 32 laps"),
-        ("E-step: one PC step, one shard (8,192 obs)", t_estep,
-         P["pc_steps"] * P["laps"] * P["shards"], "4,096 steps x 32 laps x 8 shards"),
-        ("Evaluate: one PC step, 16,384 samples", t_eval, P["pc_steps"] * (P["laps"] + 1),
-         "4,096 steps x 32 laps"),
-        ("Evaluate: one Sinkhorn iteration 16,384^2 (scaled from n=%d)" % n, t_sink,
-         2 * P["sinkhorn_iterations"] * (P["laps"] + 1), "2 OT x 1,024 iterations x 33"),
+        (
+            "M-step: one Adam step, batch 1024",
+            t_train,
+            P["train_steps"] * P["laps"],
+            "65,536 steps x 32 laps",
+        ),
+        (
+            "E-step: one PC step, one shard (8,192 obs)",
+            t_estep,
+            P["pc_steps"] * P["laps"] * P["shards"],
+            "4,096 steps x 32 laps x 8 shards",
+        ),
+        (
+            "Evaluate: one PC step, 16,384 samples",
+            t_eval,
+            P["pc_steps"] * (P["laps"] + 1),
+            "4,096 steps x 32 laps",
+        ),
+        (
+            f"Evaluate: one Sinkhorn iteration 16,384^2 (scaled from n={n})",
+            t_sink,
+            2 * P["sinkhorn_iterations"] * (P["laps"] + 1),
+            "2 OT x 1,024 iterations x 33",
+        ),
     ]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(f"device: {device} ({name or platform.machine()}), torch threads "
-          f"{torch.get_num_threads()}, torch {torch.__version__}\n")
+    print(
+        f"device: {device} ({name or platform.machine()}), torch threads "
+        f"{torch.get_num_threads()}, torch {torch.__version__}\n"
+    )
     print("| stage | measured per step | steps in the paper run | projected hours | count |")
     print("|---|---|---|---|---|")
     total = 0.0

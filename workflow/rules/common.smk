@@ -10,12 +10,7 @@ GPUS = 0 if config["device"] == "cpu" else 1
 THREADS = config.get("threads", 1)
 # Keys that only shape the DAG; left out of the stage config so that extending a run
 # (more iterations, other figure iterations) does not rerun finished stages.
-WORKFLOW_ONLY = (("enabled",), ("em", "iterations"), ("evaluate", "figure_iterations"))
-
-
-wildcard_constraints:
-    exp=r"[A-Za-z0-9_\-]+",
-    s=r"[0-9]+",
+WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"))
 
 
 def experiment(name):
@@ -32,16 +27,25 @@ def shards(exp):
     return experiment(exp)["em"]["shards"]
 
 
-def stage_args(wildcards, threads=THREADS):
-    """Common CLI arguments of a stage job: experiment, seed, device and its config block."""
-    block = copy.deepcopy(experiment(wildcards.exp))
-    for path in WORKFLOW_ONLY:
-        parent = block
-        for key in path[:-1]:
-            parent = parent[key]
-        parent.pop(path[-1], None)
-    return (f"--exp {wildcards.exp} --seed {config['seed']} --device {config['device']} "
-            f"--threads {threads} --config {shlex.quote(json.dumps(block, sort_keys=True))}")
+def stage_args(*sections):
+    """Params function of a stage that reads these config sections: the CLI's common
+    arguments (experiment, seed, device, threads) and those sections as JSON.
+
+    Only the named sections are passed, so a config change reruns exactly the stages that
+    read it (params are a rerun trigger). The returned function takes only wildcards:
+    Snakemake stops tracking params functions that ask for threads, input or resources.
+    """
+
+    def args(wildcards):
+        exp = experiment(wildcards.exp)
+        block = {name: copy.deepcopy(exp[name]) for name in ("method", *sections)}
+        for parent, key in WORKFLOW_ONLY:
+            if parent in block:
+                block[parent].pop(key, None)
+        return (f"--exp {wildcards.exp} --seed {config['seed']} --device {config['device']} "
+                f"--threads {THREADS} --config {shlex.quote(json.dumps(block, sort_keys=True))}")
+
+    return args
 
 
 def previous_prior(wildcards):

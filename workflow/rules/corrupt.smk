@@ -6,7 +6,7 @@ rule corrupt:
         obs="results/{exp}/observations.h5",
         truth="results/{exp}/truth.h5",
     params:
-        args=stage_args,
+        args=stage_args("data", "observation"),
     log:
         "results/{exp}/logs/corrupt.log",
     conda:

@@ -8,7 +8,7 @@ rule init_prior:
     output:
         "results/{exp}/iter_0/prior.pt",
     params:
-        args=stage_args,
+        args=stage_args("init", "diffusion"),
     threads: THREADS
     resources:
         gpu=GPUS,
@@ -30,7 +30,7 @@ rule estep:
     wildcard_constraints:
         k=r"[1-9][0-9]*",
     params:
-        args=stage_args,
+        args=stage_args("em", "estep", "diffusion", "network"),
     threads: THREADS
     resources:
         gpu=GPUS,
@@ -53,7 +53,7 @@ rule mstep:
     wildcard_constraints:
         k=r"[1-9][0-9]*",
     params:
-        args=stage_args,
+        args=stage_args("estep", "mstep", "diffusion", "network"),
         resume="results/{exp}/.resume",  # undeclared on purpose: survives a failed run
     threads: THREADS
     resources:

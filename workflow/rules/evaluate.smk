@@ -7,7 +7,7 @@ rule eval_reference:
     output:
         "results/{exp}/eval/reference.json",
     params:
-        args=stage_args,
+        args=stage_args("evaluate"),
     threads: THREADS
     log:
         "results/{exp}/logs/eval_reference.log",
@@ -29,7 +29,7 @@ rule evaluate:
     wildcard_constraints:
         k=r"[0-9]+",
     params:
-        args=stage_args,
+        args=stage_args("evaluate", "diffusion", "network"),
     threads: THREADS
     resources:
         gpu=GPUS,

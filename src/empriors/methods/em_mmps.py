@@ -139,11 +139,9 @@ def fit_initial_gaussian(
     """q_0 by Monte-Carlo EM from N(0, I): ``init_rounds`` x (exact Gaussian posterior
     sampling with MMPS + PPCA). Returns the fit and per-round summaries."""
     gaussian = LowRankGaussian.standard(dim)
-    mmps = MMPSSettings(
-        "cov_x", settings.estep_mmps.sigma_y2, settings.estep_mmps.cg_rtol, None
-    )  # for a Gaussian prior cov_x is exact; CG runs to tolerance
+    mmps = settings.init_mmps
     history = []
-    for r in tqdm(range(settings.init_rounds), desc="q0 Monte-Carlo EM", disable=not progress):
+    for r in tqdm(range(settings.init["rounds"]), desc="q0 Monte-Carlo EM", disable=not progress):
         x = posterior_sample(
             Prior(gaussian),
             op,
@@ -151,12 +149,12 @@ def fit_initial_gaussian(
             settings.schedule,
             settings.init_sampler,
             mmps,
-            settings.estep_batch,
+            settings.init["batch_size"],
             generator,
             settings.device,
             progress=False,
         )
-        gaussian = fit_ppca(x, settings.init_rank)
+        gaussian = fit_ppca(x, settings.init["rank"])
         history.append(
             {
                 "round": r + 1,
