@@ -10,59 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import torch
+from workflow_support import BIN, DEMO, ENV, REPO, make_project, payload, run, same, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-PROJECT_FILES = ["Snakefile", "workflow", "config", "envs", "Makefile", ".gitignore"]
 pytestmark = pytest.mark.workflow
-
-TWO_ITERATIONS = """
-experiments:
-  manifold:
-    em: {iterations: 2}
-    mstep: {resume_every_s: 0.5}
-    evaluate: {figure_iterations: [0, 1, 2]}
-"""
-
-
-def run(cmd, cwd, check=True, **kw):
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def snakemake(*args):
-    return [str(BIN / "snakemake"), *args]
-
-
-def make_project(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, path / name, symlinks=True)
-        else:
-            shutil.copy(src, path / name)
-    (path / "two.yaml").write_text(TWO_ITERATIONS)
-    run(["git", "init", "-q"], path)
-    run([str(BIN / "dvc"), "init", "-q"], path)
-    shutil.copy(REPO / ".dvcignore", path / ".dvcignore")
-    run(["make", "profiles"], path)
-    return path
-
-
-DEMO = ["--profile", "local", "--configfile", "config/demo.yaml", "two.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -142,20 +98,6 @@ def test_lineage_reaches_the_observations(finished):
     assert '"steps": 1500' in out  # the config that made the prior
 
 
-def _payload(path):
-    state = torch.load(path, weights_only=True)
-    state.pop("provenance")  # holds host and wall-clock times, by design
-    return state
-
-
-def _same(a, b):
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    return a == b
-
-
 def test_kill_during_mstep_then_resume_is_identical(finished, tmp_path):
     project = make_project(tmp_path / "killed")
     resume = project / "results" / "manifold" / ".resume" / "iter_2.pt"
@@ -185,8 +127,8 @@ def test_kill_during_mstep_then_resume_is_identical(finished, tmp_path):
 
     ref = finished / "results" / "manifold"
     for k in (0, 1, 2):
-        assert _same(
-            _payload(ref / f"iter_{k}" / "prior.pt"), _payload(res / f"iter_{k}" / "prior.pt")
+        assert same(
+            payload(ref / f"iter_{k}" / "prior.pt"), payload(res / f"iter_{k}" / "prior.pt")
         ), k
     for k in (0, 1, 2):
         a = json.loads((ref / "eval" / f"iter_{k}.json").read_text())

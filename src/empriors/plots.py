@@ -31,7 +31,11 @@ def sinkhorn_curve(rows: list[dict], path: Path) -> None:
     )
     ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
     ax.set_ylabel("Sinkhorn")
-    ax.set_yscale("symlog", linthresh=1e-2)
+    values = [r[key] for r in rows for key in ("sinkhorn", "sinkhorn_divergence")]
+    if min(values) > 0:
+        ax.set_yscale("log")
+    else:  # S can dip below 0 (it subtracts OT(u1, u2)) once the model is as good as data
+        ax.set_yscale("symlog", linthresh=1e-2)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
