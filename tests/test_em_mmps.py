@@ -1,0 +1,71 @@
+import torch
+
+from conftest import random_gaussian
+from empriors.config import ExperimentSettings
+from empriors.methods.em_mmps import Prior, fit_initial_gaussian, keep_in_range, m_step
+from empriors.nn import MLPBackbone
+from empriors.operators import Projection, observe
+
+SECTIONS = {
+    "diffusion": {"sigma_min": 1e-3, "sigma_max": 10.0},
+    "init": {"rounds": 12, "rank": None, "sampler": "ddim", "steps": 256, "n_fit": None,
+             "sigma_y2": 1e-4, "cg_rtol": 1e-6, "batch_size": 100_000},
+    "network": {"kind": "mlp", "hidden": [64, 64], "embedding": 16},
+    "estep": {"sampler": "ddpm", "steps": 16, "corrector_tau": 0.1, "covariance": "tweedie",
+              "sigma_y2": 1e-4, "cg_rtol": 1e-3, "cg_maxiter": 2, "batch_size": 512,
+              "keep_range": 3.0},
+    "mstep": {"steps": 50, "batch_size": 64, "lr": 1e-3, "lr_end": None, "clip": 1.0,
+              "ema": 0.99, "ppca_samples": 1000, "ppca_rank": None, "resume_every_s": 300},
+}  # fmt: skip
+
+
+def test_monte_carlo_em_recovers_a_gaussian_from_projections(g):
+    """Observations y_i = A_i x_i + e with random 2x3 A_i identify N(mu, Sigma): the
+    Monte-Carlo EM fit of q0 must find it from y alone.
+
+    Tolerance: DDIM is deterministic and starts from x_1 = mu + sigma_max z (the paper's
+    start), whose variance misses Sigma; the flow then contracts each eigenvalue by
+    sigma_max^2 / (lambda + sigma_max^2), about 2% here, plus discretisation error.
+    """
+    true = random_gaussian(3, 3, g)
+    x = true.sample(6000, g)
+    op = Projection.random(6000, 2, 3, g)
+    y = observe(x, op, 1e-2, g)
+    settings = ExperimentSettings("t", SECTIONS, 0, "cpu")
+    fit, history = fit_initial_gaussian(op, y, 3, settings, g, progress=False)
+    assert len(history) == 12
+    cov = true.covariance()
+    assert (fit.mean - true.mean).abs().max() < 0.05
+    assert torch.linalg.norm(fit.covariance() - cov) < 0.08 * torch.linalg.norm(cov)
+
+
+def test_mlp_backbone_shapes():
+    net = MLPBackbone(5, (32, 32), 8)
+    out = net(torch.randn(7, 5), torch.randn(7))
+    assert out.shape == (7, 5)
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in net.modules()) == 2
+
+
+def test_keep_in_range_drops_outliers():
+    x = torch.tensor([[0.0, 1.0], [2.9, -2.9], [3.1, 0.0], [0.0, -3.5]])
+    assert keep_in_range(x, 3.0).shape == (2, 2)
+    assert keep_in_range(x, None).shape == (4, 2)
+
+
+def test_m_step_carries_weights_over_and_refits_gaussian(g):
+    settings = ExperimentSettings("t", SECTIONS, 0, "cpu")
+    samples = torch.randn(1000, 3, generator=g) * 0.5 + 1.0
+    first, losses = m_step(
+        samples, Prior(random_gaussian(3, 3, g)), settings, seed=1, resume_path=None, progress=False
+    )
+    assert len(losses) > 0 and first.network is not None
+    assert (first.gaussian.mean - 1.0).abs().max() < 0.1
+    second, _ = m_step(samples, first, settings, seed=2, resume_path=None, progress=False)
+    # lap 2 starts from lap 1's weights: a fresh network would be far from both
+    fresh, _ = m_step(
+        samples, Prior(first.gaussian), settings, seed=2, resume_path=None, progress=False
+    )
+    w = "backbone.net.0.weight"
+    d_carry = (second.network.state_dict()[w] - first.network.state_dict()[w]).abs().mean()
+    d_fresh = (fresh.network.state_dict()[w] - first.network.state_dict()[w]).abs().mean()
+    assert d_carry < d_fresh
