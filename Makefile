@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[workflow,dev]"
+	# azula (baseline samplers' reference, cross-checked in tests): pinned, without its
+	# torchvision dependency, which cannot load beside the CPU torch wheel.
+	$(PY) -m pip install --quiet --no-deps "azula==0.11.1"
+	$(PY) -m pip install --quiet "einops>=0.7"
 	touch $@
 
 # `snakemake --profile NAME` looks for ./NAME/config.yaml: link the profiles into the root

@@ -155,7 +155,7 @@ def cmd_estep(args):
         y[index],
         s.schedule,
         s.estep_sampler,
-        s.estep_mmps,
+        s.estep_posterior,
         s.estep_batch,
         generator(seed),
         s.device,

@@ -77,11 +77,16 @@ class SamplerSettings:
 
 
 @dataclass(frozen=True)
-class MMPSSettings:
+class PosteriorSettings:
+    """Which posterior sampler the E-step uses, with its options (see empriors.posterior)."""
+
+    kind: str
     covariance: str
     sigma_y2: float
     cg_rtol: float
     cg_maxiter: int | None
+    dps_zeta: float = 1.0
+    diffpir_lambda: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -132,9 +137,9 @@ class ExperimentSettings:
         return SamplerSettings(self.init["sampler"], self.init["steps"])
 
     @cached_property
-    def init_mmps(self) -> MMPSSettings:
-        # For a Gaussian prior the cov_x covariance is exact; CG runs to tolerance.
-        return MMPSSettings("cov_x", self.init["sigma_y2"], self.init["cg_rtol"], None)
+    def init_posterior(self) -> PosteriorSettings:
+        # For a Gaussian prior MMPS with the cov_x covariance is exact; CG runs to tolerance.
+        return PosteriorSettings("mmps", "cov_x", self.init["sigma_y2"], self.init["cg_rtol"], None)
 
     # E-step ----------------------------------------------------------------------------
     @cached_property
@@ -147,9 +152,17 @@ class ExperimentSettings:
         return SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"])
 
     @cached_property
-    def estep_mmps(self) -> MMPSSettings:
+    def estep_posterior(self) -> PosteriorSettings:
         e = self.section("estep")
-        return MMPSSettings(e["covariance"], e["sigma_y2"], e["cg_rtol"], e["cg_maxiter"])
+        return PosteriorSettings(
+            e["posterior"],
+            e["covariance"],
+            e["sigma_y2"],
+            e["cg_rtol"],
+            e["cg_maxiter"],
+            e.get("dps_zeta", 1.0),
+            e.get("diffpir_lambda", 10.0),
+        )
 
     @cached_property
     def estep_batch(self) -> int:

@@ -112,8 +112,10 @@ def sample(
       pc:   ddim step, then one Langevin correction at s:
             x <- x - tau (x - d(x)) + sigma_s sqrt(2 tau) eps, tau = ``corrector_tau``
     ``denoise`` may need gradients (MMPS): it is called with grad enabled and must return a
-    detached tensor. Returns x of shape ``shape``.
+    detached tensor. If it has a ``post_step(x_s)`` method (step-guided samplers such as DPS),
+    that is applied after each predictor step. Returns x of shape ``shape``.
     """
+    post_step = getattr(denoise, "post_step", None)
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; choose one of {SAMPLERS}")
     if steps < 1:
@@ -140,10 +142,12 @@ def sample(
             x = x - tau * (x - x_hat) + sigma_s * torch.sqrt(tau) * randn()
         else:
             x = x - (1 - sigma_s / sigma_t) * (x - x_hat)
-            if method == "pc":
-                x = (
-                    x
-                    - corrector_tau * (x - d(x, sigma_s))
-                    + sigma_s * math.sqrt(2 * corrector_tau) * randn()
-                )
+        if post_step is not None:  # step-level guidance (DPS): x_s <- x_s + correction
+            x = post_step(x)
+        if method == "pc":
+            x = (
+                x
+                - corrector_tau * (x - d(x, sigma_s))
+                + sigma_s * math.sqrt(2 * corrector_tau) * randn()
+            )
     return d(x, sigmas[-1])

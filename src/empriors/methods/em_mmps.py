@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from empriors.config import ExperimentSettings, MMPSSettings, SamplerSettings
+from empriors.config import ExperimentSettings, PosteriorSettings, SamplerSettings
 from empriors.diffusion import Denoiser, DenoiserFn, VESchedule, sample
 from empriors.gaussian import LowRankGaussian, fit_ppca
 from empriors.nn import build_backbone
 from empriors.operators import LinearOperator
-from empriors.posterior import MMPSDenoiser
+from empriors.posterior import build_posterior
 from empriors.train import train_denoiser
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ def posterior_sample(
     y: Tensor,
     schedule: VESchedule,
     sampler: SamplerSettings,
-    mmps: MMPSSettings,
+    settings: PosteriorSettings,
     batch_size: int,
     generator: torch.Generator,
     device: torch.device,
     progress: bool = True,
 ) -> Tensor:
-    """One MMPS posterior sample per observation: x_i ~ q(x | y_i). y: (N, *O) -> (N, n)."""
+    """One posterior sample per observation, x_i ~ q(x | y_i), with the sampler named by
+    ``settings`` (MMPS by default). y: (N, *O) -> (N, n)."""
     n, dim = y.shape[0], prior.gaussian.dim
     dtype = torch.float64 if prior.network is None else torch.float32
     gaussian = prior.gaussian.to(device=device, dtype=dtype)
@@ -68,15 +69,18 @@ def posterior_sample(
     for start in tqdm(batches, desc="E-step batches", disable=not progress or len(batches) == 1):
         yb = y[start : start + batch_size].to(device=device, dtype=dtype)
         opb = op[start : start + batch_size].to(device=device, dtype=dtype)
-        posterior = MMPSDenoiser(
+        posterior = build_posterior(
+            settings.kind,
             denoise,
             opb,
             yb,
-            mmps.sigma_y2,
-            mmps.covariance,
-            gaussian,
-            mmps.cg_rtol,
-            mmps.cg_maxiter,
+            settings.sigma_y2,
+            covariance=settings.covariance,
+            gaussian=gaussian,
+            cg_rtol=settings.cg_rtol,
+            cg_maxiter=settings.cg_maxiter,
+            dps_zeta=settings.dps_zeta,
+            diffpir_lambda=settings.diffpir_lambda,
         )
         out.append(
             sample(
@@ -139,7 +143,7 @@ def fit_initial_gaussian(
     """q_0 by Monte-Carlo EM from N(0, I): ``init_rounds`` x (exact Gaussian posterior
     sampling with MMPS + PPCA). Returns the fit and per-round summaries."""
     gaussian = LowRankGaussian.standard(dim)
-    mmps = settings.init_mmps
+    posterior = settings.init_posterior
     history = []
     for r in tqdm(range(settings.init["rounds"]), desc="q0 Monte-Carlo EM", disable=not progress):
         x = posterior_sample(
@@ -148,7 +152,7 @@ def fit_initial_gaussian(
             y,
             settings.schedule,
             settings.init_sampler,
-            mmps,
+            posterior,
             settings.init["batch_size"],
             generator,
             settings.device,

@@ -1,0 +1,1 @@
+"""Studies with exact answers: the covariance-heuristic study (paper Fig. 2)."""
