@@ -27,6 +27,7 @@ include: "workflow/rules/corrupt.smk"
 include: "workflow/rules/em.smk"
 include: "workflow/rules/snapshot.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/studies.smk"
 
 
 rule all:

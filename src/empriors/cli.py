@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 
 from empriors import plots
-from empriors.config import ConfigError, ExperimentSettings, experiment_settings, parse_json_config
+from empriors.config import (
+    ConfigError,
+    ExperimentSettings,
+    experiment_settings,
+    parse_json_config,
+    validate_study,
+)
 from empriors.data.io import (
     ArtifactError,
     lineage,
@@ -271,12 +277,6 @@ def cmd_aggregate(args):
         r = json.loads(Path(path).read_text())
         rows.append({k: r[k] for k in ("iteration", "sinkhorn", "sinkhorn_divergence", "ot_u1_v")})
     rows.sort(key=lambda r: r["iteration"])
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     figures = Path(args.figures_dir)
     figures.mkdir(parents=True, exist_ok=True)
     plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
@@ -286,12 +286,63 @@ def cmd_aggregate(args):
         for p in args.marginal_samples
     }
     plots.marginals(truth, model, figures / "marginals.png")
-    tmp.replace(out)
+    _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
+
+
+def cmd_heuristics_part(args):
+    from empriors.studies.heuristics import study_one_seed
+
+    started, cfg = now(), parse_json_config(args.config)
+    validate_study("heuristics", cfg)
+    rows = []
+    first = args.part * cfg["seeds_per_job"]
+    for seed in range(first, min(first + cfg["seeds_per_job"], cfg["seeds"])):
+        g = generator(derive_seed(args.seed, "heuristics", seed))
+        for r in study_one_seed(
+            g,
+            cfg["sigma_t"],
+            cfg["components"],
+            cfg["std"],
+            cfg["sigma_y"],
+            cfg["n_prior"],
+            cfg["support"],
+            cfg["sinkhorn_reg"],
+        ):
+            rows.append({"seed": seed, **r})
+        log.info("heuristics: seed %d done", seed)
+    prov = provenance("heuristics_part", cfg, [], args.seed, started)
+    _write_json(args.out, {"rows": rows, "provenance": prov})
+
+
+def cmd_heuristics_aggregate(args):
+    from empriors.studies.heuristics import summarize
+
+    fields = ("seed", "sigma_t", "heuristic", "divergence", "ess_exact")
+    rows = [
+        {k: r[k] for k in fields}
+        for p in args.parts
+        for r in json.loads(Path(p).read_text())["rows"]
+    ]
+    rows.sort(key=lambda r: (r["seed"], r["sigma_t"], r["heuristic"]))
+    summary = summarize(rows)
+    _write_csv(args.out, rows)
+    _write_csv(args.summary, summary)
+    plots.heuristic_study(summary, Path(args.figure))
 
 
 def cmd_lineage(args):
     for line in lineage(args.file):
         print(line)
+
+
+def _write_csv(path, rows: list[dict]):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
 
 
 def _write_json(path, obj):
@@ -349,6 +400,18 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--truth", "--out", "--figures-dir"):
         sp.add_argument(a, required=True)
     sp.set_defaults(fn=cmd_aggregate, threads=None)
+    sp = sub.add_parser("heuristics-part", help="covariance study: one job's seeds")
+    sp.add_argument("--config", required=True, help="the study's config block as JSON")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--part", type=int, required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--threads", type=int, default=None)
+    sp.set_defaults(fn=cmd_heuristics_part)
+    sp = sub.add_parser("heuristics-aggregate", help="covariance study: CSVs and figure")
+    sp.add_argument("--parts", nargs="+", required=True)
+    for a in ("--out", "--summary", "--figure"):
+        sp.add_argument(a, required=True)
+    sp.set_defaults(fn=cmd_heuristics_aggregate, threads=None)
     sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
     sp.add_argument("file")
     sp.set_defaults(fn=cmd_lineage, threads=None)

@@ -62,6 +62,18 @@ def validate_sections(cfg: dict) -> None:
             raise ConfigError(f"config error at {where}: {e.message}") from None
 
 
+def validate_study(name: str, cfg: dict) -> None:
+    """Validate a study's block (``studies: NAME:``) against the schema."""
+    schema = load_schema()
+    sub = {"$defs": schema["$defs"], **schema["$defs"][name]}
+    sub["required"] = [k for k in sub.get("required", []) if k != "enabled"]
+    try:
+        jsonschema.validate({k: v for k, v in cfg.items() if k != "enabled"}, sub)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in ("studies", name, *e.absolute_path))
+        raise ConfigError(f"config error at {where}: {e.message}") from None
+
+
 def parse_json_config(text: str) -> dict:
     try:
         return json.loads(text)

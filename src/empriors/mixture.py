@@ -72,6 +72,19 @@ class GaussianMixture:
         s2 = s2.reshape(-1, 1, 1) if s2.ndim else s2
         return self.posterior_covariance(x_t, sigma) / s2
 
+    def linear_loglik(
+        self, x_t: Tensor, sigma: Tensor, w: Tensor, y: Tensor, sigma_y2: float
+    ) -> Tensor:
+        """Exact log p(y | x_t) for one linear measurement y = w^T x + N(0, sigma_y2):
+
+        p(y | x_t) = sum_k r_k(x_t) N(y; w^T m_k, sigma_y2 + v_k ||w||^2).
+        x_t (B, n), w (n,), y scalar -> (B,)."""
+        resp, m, v = self._components(x_t, sigma)
+        var = sigma_y2 + v.expand(resp.shape) * (w @ w)
+        mean = m @ w  # (B, K)
+        log_n = -0.5 * (y - mean) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
+        return torch.logsumexp(torch.log(resp.clamp_min(1e-300)) + log_n, dim=-1)
+
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)

@@ -48,6 +48,27 @@ def stage_args(*sections):
     return args
 
 
+def study(name):
+    return config.get("studies", {}).get(name)
+
+
+def study_args(name):
+    """Params function of a study job: the seed, threads and the study's block as JSON."""
+
+    def args(wildcards):
+        block = {k: v for k, v in study(name).items() if k != "enabled"}
+        return (f"--seed {config['seed']} --threads {THREADS} "
+                f"--config {shlex.quote(json.dumps(block, sort_keys=True))}")
+
+    return args
+
+
+def study_parts(name):
+    cfg = study(name)
+    jobs = -(-cfg["seeds"] // cfg["seeds_per_job"])
+    return [f"results/{name}/parts/part_{j}.json" for j in range(jobs)]
+
+
 def previous_prior(wildcards):
     return f"results/{wildcards.exp}/iter_{int(wildcards.k) - 1}/prior.pt"
 
@@ -81,6 +102,10 @@ def figure_samples(exp):
 
 def all_targets():
     targets = []
+    heuristics = study("heuristics")
+    if heuristics and heuristics["enabled"]:
+        targets += ["results/heuristics/divergence.csv",
+                    "results/heuristics/figures/divergence.png"]
     for name, exp in config["experiments"].items():
         if exp["enabled"]:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
