@@ -45,3 +45,12 @@ def test_observe_noise_level(g):
     x = torch.randn(20000, 5, generator=g, dtype=torch.float64)
     y = observe(x, op, 0.1, g)
     assert abs((y - op(x)).std().item() - 0.1) < 0.003
+
+
+def test_matrix_operator_adjoint(g):
+    from empriors.operators import Matrix
+
+    op = Matrix(torch.randn(7, 12, generator=g, dtype=torch.float64))
+    x = torch.randn(5, 12, generator=g, dtype=torch.float64)
+    y = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    assert abs((op(x) * y).sum() - (x * op.adjoint(y)).sum()) < 1e-12

@@ -179,3 +179,19 @@ def test_paper_config_plans_the_heuristics_study(tmp_path):
     proc = run(snakemake("results/heuristics/divergence.csv", "-n"), project)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert stats["heuristics_part"] == "8" and stats["heuristics_aggregate"] == "1"
+
+
+def test_posterior_benchmark_target(tmp_path):
+    project = make_project(tmp_path)
+    (project / "tiny.yaml").write_text(
+        "studies:\n  posterior_benchmark: {components: 8, samples: 32, steps: [5],"
+        " mmps_iterations: [1], samplers: [mmps, dps]}\n"
+    )
+    target = "results/posterior_benchmark/table.csv"
+    run(snakemake(target, "--cores", "2", "--configfile", "config/demo.yaml", "tiny.yaml"), project)
+    rows = (project / target).read_text().strip().splitlines()
+    assert rows[0].startswith("task,sampler,solver_iterations,steps,sinkhorn")
+    assert len(rows) == 1 + 4 * 2  # tasks x samplers
+    assert (
+        "| sr4 | mmps | 1 | 5 |" in (project / "results/posterior_benchmark/table.md").read_text()
+    )

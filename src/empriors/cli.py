@@ -330,6 +330,53 @@ def cmd_heuristics_aggregate(args):
     plots.heuristic_study(summary, Path(args.figure))
 
 
+def cmd_benchmark_task(args):
+    from empriors.studies.posterior_benchmark import run_task
+
+    started, cfg = now(), parse_json_config(args.config)
+    validate_study("posterior_benchmark", cfg)
+    if args.task not in cfg["tasks"]:
+        raise ConfigError(
+            f"task {args.task!r} is not configured; configured: {sorted(cfg['tasks'])}"
+        )
+    g = generator(derive_seed(args.seed, "posterior_benchmark", args.task))
+    rows = run_task(args.task, cfg["tasks"][args.task], cfg, g)
+    prov = provenance("benchmark_task", cfg, [], args.seed, started)
+    _write_json(args.out, {"rows": rows, "provenance": prov})
+
+
+def cmd_benchmark_table(args):
+    fields = (
+        "task",
+        "sampler",
+        "solver_iterations",
+        "steps",
+        "sinkhorn",
+        "sinkhorn_floor",
+        "mean_rmse",
+        "psnr",
+        "ms_per_step",
+        "peak_mb",
+    )
+    rows = [
+        {k: r[k] for k in fields}
+        for p in args.tasks
+        for r in json.loads(Path(p).read_text())["rows"]
+    ]
+    _write_csv(args.out, rows)
+    lines = [
+        "| task | sampler | solver it. | steps | Sinkhorn (floor) | mean RMSE | PSNR | ms/step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['sampler']} | {r['solver_iterations']} | {r['steps']} "
+            f"| {r['sinkhorn']:.3g} ({r['sinkhorn_floor']:.2g}) | {r['mean_rmse']:.3f} "
+            f"| {r['psnr']:.1f} | {r['ms_per_step']:.1f} |"
+        )
+    Path(args.markdown).write_text("\n".join(lines) + "\n")
+
+
 def cmd_lineage(args):
     for line in lineage(args.file):
         print(line)
@@ -412,6 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--out", "--summary", "--figure"):
         sp.add_argument(a, required=True)
     sp.set_defaults(fn=cmd_heuristics_aggregate, threads=None)
+    sp = sub.add_parser("benchmark-task", help="posterior-sampling benchmark: one task")
+    sp.add_argument("--config", required=True, help="the benchmark's config block as JSON")
+    sp.add_argument("--seed", type=int, required=True)
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--threads", type=int, default=None)
+    sp.set_defaults(fn=cmd_benchmark_task)
+    sp = sub.add_parser("benchmark-table", help="posterior-sampling benchmark: the table")
+    sp.add_argument("--tasks", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--markdown", required=True)
+    sp.set_defaults(fn=cmd_benchmark_table, threads=None)
     sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
     sp.add_argument("file")
     sp.set_defaults(fn=cmd_lineage, threads=None)

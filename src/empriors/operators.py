@@ -109,7 +109,36 @@ class PixelMask(LinearOperator):
         return {"masks": self.masks}
 
 
-OPERATORS = {"projection": Projection, "pixel_mask": PixelMask}
+@dataclass
+class Matrix(LinearOperator):
+    """One dense matrix shared by every sample: y_i = M x_i, M in R^{m x n}.
+
+    Used where exact posteriors are wanted (blur, super-resolution, inpainting of small
+    images written as matrices). Slicing returns the operator itself.
+    """
+
+    matrix: Tensor
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x @ self.matrix.T
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        return y @ self.matrix
+
+    def __getitem__(self, index) -> Matrix:
+        return self
+
+    def __len__(self) -> int:
+        raise TypeError("a shared Matrix operator applies to any number of samples")
+
+    def to(self, device=None, dtype=None) -> Matrix:
+        return Matrix(self.matrix.to(device=device, dtype=dtype))
+
+    def parameters(self) -> dict[str, Tensor]:
+        return {"matrix": self.matrix}
+
+
+OPERATORS = {"projection": Projection, "pixel_mask": PixelMask, "matrix": Matrix}
 
 
 def operator_from_parameters(kind: str, params: dict[str, Tensor]) -> LinearOperator:

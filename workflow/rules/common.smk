@@ -106,6 +106,9 @@ def all_targets():
     if heuristics and heuristics["enabled"]:
         targets += ["results/heuristics/divergence.csv",
                     "results/heuristics/figures/divergence.png"]
+    benchmark = study("posterior_benchmark")
+    if benchmark and benchmark["enabled"]:
+        targets += ["results/posterior_benchmark/table.csv"]
     for name, exp in config["experiments"].items():
         if exp["enabled"]:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",

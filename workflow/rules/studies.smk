@@ -32,3 +32,36 @@ rule heuristics_aggregate:
     shell:
         "python -m empriors heuristics-aggregate --parts {input} --out {output.csv} "
         "--summary {output.summary} --figure {output.figure} 2> {log}"
+
+
+rule posterior_benchmark_task:
+    output:
+        "results/posterior_benchmark/tasks/{task}.json",
+    wildcard_constraints:
+        task="box|random|blur|sr4",
+    params:
+        args=study_args("posterior_benchmark"),
+    threads: THREADS
+    log:
+        "results/posterior_benchmark/logs/{task}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors benchmark-task {params.args} --task {wildcards.task} "
+        "--out {output} 2> {log}"
+
+
+rule posterior_benchmark_table:
+    input:
+        lambda wc: [f"results/posterior_benchmark/tasks/{t}.json"
+                    for t in study("posterior_benchmark")["tasks"]],
+    output:
+        csv="results/posterior_benchmark/table.csv",
+        md="results/posterior_benchmark/table.md",
+    log:
+        "results/posterior_benchmark/logs/table.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors benchmark-table --tasks {input} --out {output.csv} "
+        "--markdown {output.md} 2> {log}"
