@@ -25,6 +25,9 @@ experiments:
     em: {iterations: 1}
     mstep: {steps: 3000, resume_every_s: 0.5}
     evaluate: {figure_iterations: [0, 1]}
+studies:
+  heuristics: {enabled: false}
+  posterior_benchmark: {enabled: false}
 """
 # The slurm profile as shipped, with sizes that fit a 2-core node and the two settings a
 # cluster without accounting needs (SLURM_LOCAL.md); real clusters keep the defaults.

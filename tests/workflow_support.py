@@ -21,6 +21,9 @@ experiments:
     em: {iterations: 2}
     mstep: {resume_every_s: 0.5}
     evaluate: {figure_iterations: [0, 1, 2]}
+studies:  # tested on their own (test_workflow.py): keep the EM tests on the EM workflow
+  heuristics: {enabled: false}
+  posterior_benchmark: {enabled: false}
 """
 
 
