@@ -42,3 +42,18 @@ def test_sinkhorn_separates_distributions():
     assert far["sinkhorn"] > 0.8  # a unit shift in 2-d costs about |shift|^2 = 1
     assert far["sinkhorn_divergence"] > 0.8
     assert entropic_ot(u1, u1, 1e-2, 500) < 0.05
+
+
+def test_weighted_sinkhorn_divergence():
+    from empriors.metrics.sinkhorn import weighted_sinkhorn_divergence
+
+    g = generator(6)
+    u = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    assert abs(weighted_sinkhorn_divergence(u, u, 0.05)) < 1e-6
+    shifted = weighted_sinkhorn_divergence(
+        u, u + torch.tensor([1.0, 0.0], dtype=torch.float64), 0.05
+    )
+    assert abs(shifted - 1.0) < 0.05  # a unit shift costs |shift|^2
+    w = torch.zeros(300, dtype=torch.float64)
+    w[:150] = 1 / 150  # weights on half the points: a different measure on the same support
+    assert weighted_sinkhorn_divergence(u, u, 0.05, b=w) > 0.01

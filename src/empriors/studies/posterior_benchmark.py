@@ -21,11 +21,11 @@ import math
 import time
 
 import torch
-from geomloss import SamplesLoss
 from torch import Tensor
 
 from empriors.data.digits import load_digits_images
 from empriors.diffusion import VESchedule, sample
+from empriors.metrics.sinkhorn import weighted_sinkhorn_divergence
 from empriors.mixture import GaussianMixture
 from empriors.operators import Matrix
 from empriors.posterior import build_posterior
@@ -104,14 +104,6 @@ def sample_exact(
     return means[k] + z @ torch.linalg.cholesky(cov).T
 
 
-def sinkhorn_divergence(u: Tensor, v: Tensor, reg: float) -> float:
-    """Debiased Sinkhorn divergence for the cost ||x - y||^2 (geomloss; see heuristics.py)."""
-    loss = SamplesLoss(
-        "sinkhorn", p=2, blur=(reg / 2) ** 0.5, debias=True, scaling=0.9, backend="tensorized"
-    )
-    return 2 * float(loss(u, v))
-
-
 def psnr(x: Tensor, truth: Tensor, value_range: float = 4.0) -> float:
     mse = (x - truth).square().mean()
     return float(10 * torch.log10(value_range**2 / mse))
@@ -130,7 +122,7 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
     exact_mean = weights @ means
     n = cfg["samples"]
     reference = sample_exact(weights, means, cov, n, generator)
-    floor = sinkhorn_divergence(
+    floor = weighted_sinkhorn_divergence(
         reference, sample_exact(weights, means, cov, n, generator), cfg["sinkhorn_reg"]
     )
     op, ys = Matrix(a), y.expand(n, -1)
@@ -183,7 +175,7 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
                     "sampler": kind,
                     "solver_iterations": iterations if iterations is not None else "",
                     "steps": steps,
-                    "sinkhorn": sinkhorn_divergence(x, reference, cfg["sinkhorn_reg"])
+                    "sinkhorn": weighted_sinkhorn_divergence(x, reference, cfg["sinkhorn_reg"])
                     if finite
                     else math.inf,
                     "sinkhorn_floor": floor,
