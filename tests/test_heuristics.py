@@ -54,6 +54,7 @@ def test_tweedie_and_cov_x_are_exact_for_one_gaussian(g):
         x_t, torch.tensor(sigma, dtype=torch.float64), w, torch.tensor(y, dtype=torch.float64), 1e-2
     )
     approx = approximate_logliks(mix, x_t, sigma, w, y, 1e-2, mixture_covariance(mix))
+    assert torch.allclose(approx["exact"], exact, atol=1e-10)
     assert torch.allclose(approx["tweedie"], exact, atol=1e-10)
     assert torch.allclose(approx["cov_x"], exact, atol=1e-10)
     assert not torch.allclose(approx["sigma_t"], exact, atol=1e-3)
