@@ -281,10 +281,10 @@ def cmd_aggregate(args):
     figures.mkdir(parents=True, exist_ok=True)
     plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
     truth = read_h5(args.truth, ["eval_u1"])[0]["eval_u1"]
-    model = {
-        int(read_h5(p, ["x"])[1]["iteration"]): read_h5(p, ["x"])[0]["x"]
-        for p in args.marginal_samples
-    }
+    model = {}
+    for p in args.marginal_samples:
+        arrays, attrs = read_h5(p, ["x"])
+        model[int(attrs["iteration"])] = arrays["x"]
     plots.marginals(truth, model, figures / "marginals.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
 

@@ -190,12 +190,10 @@ def m_step(
     """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}."""
     features = samples.shape[1]
     gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
+    torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
     denoiser = build_denoiser(settings, features)
     if previous.network is not None:
         denoiser.load_state_dict(previous.network.state_dict())
-    else:
-        torch.manual_seed(seed)  # fresh init, seeded
-        denoiser = build_denoiser(settings, features)
     denoiser.to(settings.device)
     weights, losses = train_denoiser(
         denoiser,
