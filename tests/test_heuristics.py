@@ -65,10 +65,24 @@ def test_study_rows_and_tweedie_wins_in_the_middle():
     """One seed (seed 0, measured): at sigma_t = 0.2 Tweedie's divergence is more than 10x
     below Sigma_t's and cov_x's."""
     rows = study_one_seed(
-        torch.Generator().manual_seed(0), [0.2], 256, 0.01, 0.01, 1 << 14, 1024, 0.05
+        torch.Generator().manual_seed(0), [0.2], 256, 0.01, 0.01, 1 << 14, 1024, 1e-3
     )
     assert {r["heuristic"] for r in rows} == set(HEURISTICS)
     d = {r["heuristic"]: r["divergence"] for r in rows}
     assert d["tweedie"] * 10 < d["sigma_t"] and d["tweedie"] * 10 < d["cov_x"], d
     summary = summarize([{"seed": 0, **r} for r in rows])
     assert all(s["seeds"] == 1 for s in summary)
+    wins = {s["heuristic"]: s["tweedie_10x_below"] for s in summary}
+    assert wins == {"zeros": 1.0, "sigma_t": 1.0, "cov_x": 1.0, "tweedie": ""}, wins
+
+
+def test_projected_components_match_the_full_ones(g):
+    """The O(B K) projection used by the study equals projecting the (B, K, n) means."""
+    mix = manifold_mixture(16, 0.05, g)
+    x_t = 2 * torch.randn(64, 3, generator=g, dtype=torch.float64)
+    w = torch.tensor([0.6, 0.0, -0.8], dtype=torch.float64)
+    resp, m, v = mix._components(x_t, torch.tensor(0.3, dtype=torch.float64))
+    resp_p, wm, v_p = mix.projected_components(x_t, 0.3, w)
+    assert torch.allclose(resp_p, resp, atol=1e-12)
+    assert torch.allclose(wm, m @ w, atol=1e-12)
+    assert torch.allclose(v_p, v.expand(16), atol=1e-15)

@@ -307,6 +307,7 @@ def cmd_heuristics_part(args):
             cfg["n_prior"],
             cfg["support"],
             cfg["sinkhorn_reg"],
+            device=args.device,
         ):
             rows.append({"seed": seed, **r})
         log.info("heuristics: seed %d done", seed)
@@ -453,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--part", type=int, required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--threads", type=int, default=None)
+    sp.add_argument("--device", default="cpu", help="cpu or cuda")
     sp.set_defaults(fn=cmd_heuristics_part)
     sp = sub.add_parser("heuristics-aggregate", help="covariance study: CSVs and figure")
     sp.add_argument("--parts", nargs="+", required=True)

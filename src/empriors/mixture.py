@@ -72,17 +72,40 @@ class GaussianMixture:
         s2 = s2.reshape(-1, 1, 1) if s2.ndim else s2
         return self.posterior_covariance(x_t, sigma) / s2
 
+    def projected_components(
+        self, x_t: Tensor, sigma: float, w: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Responsibilities r_k (B, K), projected component means w^T m_k (B, K) and component
+        variances v_k (K,) for a scalar sigma, without forming the (B, K, n) means:
+
+            ||x_t - mu_k||^2 = ||x_t||^2 - 2 x_t^T mu_k + ||mu_k||^2   (one matmul),
+            w^T m_k = w^T mu_k + s_k^2 / (s_k^2 + sigma^2) (w^T x_t - w^T mu_k).
+
+        Memory O(B K) instead of O(B K n); what the covariance study needs at 2^20 samples."""
+        means = self.means.to(x_t)
+        s2 = self.stds.to(x_t) ** 2
+        total = s2 + sigma**2  # (K,)
+        sq = x_t.square().sum(-1, keepdim=True) - 2 * x_t @ means.T + means.square().sum(-1)
+        logits = (
+            torch.log(self.weights.to(x_t))
+            - 0.5 * sq.clamp_min(0) / total
+            - 0.5 * self.dim * torch.log(2 * math.pi * total)
+        )
+        resp = torch.softmax(logits, dim=-1)
+        w_mu = means @ w  # (K,)
+        wm = w_mu + (s2 / total) * ((x_t @ w)[:, None] - w_mu)
+        return resp, wm, s2 * sigma**2 / total
+
     def linear_loglik(
-        self, x_t: Tensor, sigma: Tensor, w: Tensor, y: Tensor, sigma_y2: float
+        self, x_t: Tensor, sigma: float, w: Tensor, y: float, sigma_y2: float
     ) -> Tensor:
         """Exact log p(y | x_t) for one linear measurement y = w^T x + N(0, sigma_y2):
 
         p(y | x_t) = sum_k r_k(x_t) N(y; w^T m_k, sigma_y2 + v_k ||w||^2).
         x_t (B, n), w (n,), y scalar -> (B,)."""
-        resp, m, v = self._components(x_t, sigma)
-        var = sigma_y2 + v.expand(resp.shape) * (w @ w)
-        mean = m @ w  # (B, K)
-        log_n = -0.5 * (y - mean) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
+        resp, wm, v = self.projected_components(x_t, float(sigma), w)
+        var = sigma_y2 + v * (w @ w)
+        log_n = -0.5 * (float(y) - wm) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)
         return torch.logsumexp(torch.log(resp.clamp_min(1e-300)) + log_n, dim=-1)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:

@@ -52,12 +52,14 @@ def study(name):
     return config.get("studies", {}).get(name)
 
 
-def study_args(name):
-    """Params function of a study job: the seed, threads and the study's block as JSON."""
+def study_args(name, on_device=False):
+    """Params function of a study job: the seed, threads, (with ``on_device``) the device and
+    the study's block as JSON."""
 
     def args(wildcards):
         block = {k: v for k, v in study(name).items() if k != "enabled"}
-        return (f"--seed {config['seed']} --threads {THREADS} "
+        device = f"--device {config['device']} " if on_device else ""
+        return (f"--seed {config['seed']} --threads {THREADS} {device}"
                 f"--config {shlex.quote(json.dumps(block, sort_keys=True))}")
 
     return args

@@ -7,8 +7,10 @@ rule heuristics_part:
     wildcard_constraints:
         j=r"[0-9]+",
     params:
-        args=study_args("heuristics"),
+        args=study_args("heuristics", on_device=True),
     threads: THREADS
+    resources:
+        gpu=GPUS,
     log:
         "results/heuristics/logs/part_{j}.log",
     conda:
