@@ -54,3 +54,44 @@ def test_matrix_operator_adjoint(g):
     x = torch.randn(5, 12, generator=g, dtype=torch.float64)
     y = torch.randn(5, 7, generator=g, dtype=torch.float64)
     assert abs((op(x) * y).sum() - (x * op.adjoint(y)).sum()) < 1e-12
+
+
+def test_gaussian_blur_adjoint_with_reflect_padding(g):
+    from empriors.operators import GaussianBlur
+
+    op = GaussianBlur((3, 10, 12), 9, 2.0)
+    x = torch.randn(4, 360, generator=g, dtype=torch.float64)
+    y = torch.randn(4, 360, generator=g, dtype=torch.float64)
+    assert abs((op(x) * y).sum() - (x * op.adjoint(y)).sum()) < 1e-10
+    # the adjoint is not the blur itself: reflect padding makes A non-symmetric at the border
+    assert not torch.allclose(op.adjoint(y), op(y), atol=1e-6)
+
+
+def test_gaussian_blur_preserves_constants_and_blurs_a_point(g):
+    from empriors.operators import GaussianBlur
+
+    op = GaussianBlur((1, 16, 16), 9, 2.0)
+    const = torch.full((1, 256), 0.7, dtype=torch.float64)
+    assert torch.allclose(op(const), const, atol=1e-12)
+    point = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    point[0, 0, 8, 8] = 1.0
+    out = op(point.reshape(1, -1)).reshape(16, 16)
+    assert torch.allclose(out[4:13, 4:13], op.kernel(), atol=1e-12)  # the kernel, centred
+    rebuilt = operator_from_parameters("gaussian_blur", op.parameters())
+    assert torch.equal(rebuilt(const), op(const))
+
+
+def test_gaussian_blur_rejects_a_kernel_larger_than_the_image():
+    import pytest
+
+    from empriors.operators import GaussianBlur
+
+    with pytest.raises(ValueError, match="too large"):
+        GaussianBlur((1, 8, 8), 17, 2.0)
+
+
+def test_shared_pixel_masks_hit_the_rate_and_share_channels(g):
+    op = PixelMask.random_shared(2000, (3, 8, 8), 0.75, g)
+    masks = op.masks.reshape(2000, 3, 8, 8)
+    assert torch.equal(masks[:, 0], masks[:, 1]) and torch.equal(masks[:, 0], masks[:, 2])
+    assert abs(masks.mean().item() - 0.25) < 0.01  # kept fraction 1 - 0.75

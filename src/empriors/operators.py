@@ -108,6 +108,18 @@ class PixelMask(LinearOperator):
     def parameters(self) -> dict[str, Tensor]:
         return {"masks": self.masks}
 
+    @staticmethod
+    def random_shared(
+        n: int, shape: tuple[int, int, int], missing: float, generator: torch.Generator
+    ) -> PixelMask:
+        """Flat masks (n, C H W): each pixel missing with probability ``missing``, the same
+        pixel missing in every channel (PAPERS.md 1, masked CIFAR-10)."""
+        if not 0 <= missing < 1:
+            raise ValueError(f"missing rate must be in [0, 1), got {missing}")
+        c, h, w = shape
+        keep = (torch.rand(n, 1, h, w, generator=generator) >= missing).to(torch.float32)
+        return PixelMask(keep.expand(n, c, h, w).reshape(n, -1).contiguous())
+
 
 @dataclass
 class Matrix(LinearOperator):
@@ -138,7 +150,71 @@ class Matrix(LinearOperator):
         return {"matrix": self.matrix}
 
 
-OPERATORS = {"projection": Projection, "pixel_mask": PixelMask, "matrix": Matrix}
+@dataclass
+class GaussianBlur(LinearOperator):
+    """Gaussian blur of images shared by every sample, y_i = k * x_i, with reflect padding.
+
+    Signals are flat (B, C H W) in (C, H, W) order; ``shape`` = (C, H, W). The kernel is
+    the separable ``kernel_size`` x ``kernel_size`` Gaussian of std ``std`` (normalised to
+    sum 1), applied per channel. The paper's blur kernel is not public: the CIFAR config's
+    9x9, std 2 is our choice. The adjoint is computed exactly by a vector-Jacobian product
+    of the (linear) forward map, so it includes the transpose of the reflect padding.
+    """
+
+    shape: tuple[int, int, int]
+    kernel_size: int
+    std: float
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in torch.as_tensor(self.shape).tolist())
+        self.kernel_size, self.std = int(self.kernel_size), float(self.std)
+        if len(self.shape) != 3 or self.kernel_size % 2 == 0:
+            raise ValueError("GaussianBlur needs shape (C, H, W) and an odd kernel_size")
+        if self.kernel_size // 2 >= min(self.shape[1:]):
+            raise ValueError(f"blur kernel {self.kernel_size} too large for {self.shape}")
+
+    def kernel(self, dtype=torch.float64, device=None) -> Tensor:
+        """(k, k) normalised Gaussian."""
+        r = torch.arange(self.kernel_size, dtype=dtype, device=device) - self.kernel_size // 2
+        g = torch.exp(-0.5 * (r / self.std) ** 2)
+        g = g / g.sum()
+        return torch.outer(g, g)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        c, h, w = self.shape
+        img = x.reshape(-1, c, h, w)
+        pad = self.kernel_size // 2
+        img = torch.nn.functional.pad(img, (pad, pad, pad, pad), mode="reflect")
+        k = self.kernel(x.dtype, x.device).expand(c, 1, -1, -1)
+        return torch.nn.functional.conv2d(img, k, groups=c).reshape(x.shape[0], -1)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        _, vjp = torch.func.vjp(self.__call__, torch.zeros_like(y))
+        return vjp(y)[0]
+
+    def __getitem__(self, index) -> GaussianBlur:
+        return self
+
+    def __len__(self) -> int:
+        raise TypeError("a shared GaussianBlur operator applies to any number of samples")
+
+    def to(self, device=None, dtype=None) -> GaussianBlur:
+        return self
+
+    def parameters(self) -> dict[str, Tensor]:
+        return {
+            "shape": torch.tensor(self.shape),
+            "kernel_size": torch.tensor(self.kernel_size),
+            "std": torch.tensor(self.std, dtype=torch.float64),
+        }
+
+
+OPERATORS = {
+    "projection": Projection,
+    "pixel_mask": PixelMask,
+    "matrix": Matrix,
+    "gaussian_blur": GaussianBlur,
+}
 
 
 def operator_from_parameters(kind: str, params: dict[str, Tensor]) -> LinearOperator:
