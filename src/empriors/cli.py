@@ -24,6 +24,7 @@ from empriors.config import (
     parse_json_config,
     validate_study,
 )
+from empriors.data.images import load_image_data
 from empriors.data.io import (
     ArtifactError,
     lineage,
@@ -37,8 +38,15 @@ from empriors.data.io import (
 from empriors.data.manifold import manifold_dataset
 from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
+from empriors.metrics.fid import image_metric
 from empriors.metrics.sinkhorn import entropic_ot
-from empriors.operators import Projection, observe, operator_from_parameters
+from empriors.operators import (
+    GaussianBlur,
+    PixelMask,
+    Projection,
+    observe,
+    operator_from_parameters,
+)
 from empriors.seeding import derive_seed, generator
 
 log = logging.getLogger("empriors")
@@ -51,17 +59,27 @@ def _settings(args) -> ExperimentSettings:
     return experiment_settings(args.exp, parse_json_config(args.config), args.seed, args.device)
 
 
+OPERATOR_KEYS = {
+    "projection": ("matrices",),
+    "pixel_mask": ("masks",),
+    "gaussian_blur": ("shape", "kernel_size", "std"),
+}
+
+
 def _load_observations(path: str | Path):
-    arrays, attrs = read_h5(path, ["y", "operator/matrices"])
-    if attrs.get("operator") != "projection":
-        raise ArtifactError(f"{path}: unsupported operator {attrs.get('operator')!r}")
-    y, op = (
-        arrays["y"],
-        operator_from_parameters("projection", {"matrices": arrays["operator/matrices"]}),
-    )
-    if len(op) != y.shape[0]:
+    """y (N, m), the operator, the signal dimension and the image shape (None: not images)."""
+    _, attrs = read_h5(path, [])
+    kind = attrs.get("operator")
+    if kind not in OPERATOR_KEYS:
+        raise ArtifactError(f"{path}: unsupported operator {kind!r}")
+    keys = [f"operator/{k}" for k in OPERATOR_KEYS[kind]]
+    arrays, _ = read_h5(path, ["y", *keys])
+    y = arrays["y"]
+    op = operator_from_parameters(kind, {k: arrays[f"operator/{k}"] for k in OPERATOR_KEYS[kind]})
+    if kind != "gaussian_blur" and len(op) != y.shape[0]:
         raise ArtifactError(f"{path}: {y.shape[0]} observations but {len(op)} operators")
-    return y, op, int(attrs["dim"])
+    shape = tuple(int(v) for v in attrs["shape"]) if "shape" in attrs else None
+    return y, op, int(attrs["dim"]), shape
 
 
 def _save_prior(path, prior: em_mmps.Prior, extra: dict, prov: dict):
@@ -102,8 +120,10 @@ def _shard_slice(n: int, shard: int, shards: int) -> slice:
 def cmd_corrupt(args):
     started, s = now(), _settings(args)
     data, obs = s.section("data"), s.section("observation")
-    if data["kind"] != "manifold" or obs["kind"] != "projection":
-        raise ConfigError("this version implements the manifold data with projections only")
+    if data["kind"] != "manifold":
+        return _corrupt_images(args, data, obs, started)
+    if obs["kind"] != "projection":
+        raise ConfigError("the manifold data is observed by projections (observation.kind)")
     seed = derive_seed(args.seed, args.exp, "data")
     g = generator(seed)
     train, u1, u2 = manifold_dataset(
@@ -128,9 +148,39 @@ def cmd_corrupt(args):
     log.info("wrote %d observations of dimension %s", y.shape[0], tuple(y.shape[1:]))
 
 
+def _corrupt_images(args, data: dict, obs: dict, started: str):
+    """Images: y = A x + e with shared-channel pixel masks or a Gaussian blur; truth.h5
+    holds the clean images (read only by evaluation)."""
+    x, shape = load_image_data(data)
+    seed = derive_seed(args.seed, args.exp, "data")
+    g = generator(seed)
+    if obs["kind"] == "pixel_mask":
+        op = PixelMask.random_shared(x.shape[0], shape, obs["missing"], g)
+    elif obs["kind"] == "gaussian_blur":
+        op = GaussianBlur(shape, obs["kernel_size"], obs["std"])
+    else:
+        raise ConfigError(f"images are observed by pixel_mask or gaussian_blur, not {obs['kind']}")
+    y = observe(x, op, obs["sigma_y"], g)
+    inputs = [data["archive"]] if "archive" in data else []
+    prov = provenance("corrupt", {"data": data, "observation": obs}, inputs, seed, started)
+    write_h5(args.truth, {"train": x}, prov, {"shape": list(shape)})
+    write_h5(
+        args.observations,
+        {"y": y, **{f"operator/{k}": v for k, v in op.parameters().items()}},
+        prov,
+        {
+            "operator": obs["kind"],
+            "dim": x.shape[1],
+            "shape": list(shape),
+            "sigma_y": obs["sigma_y"],
+        },
+    )
+    log.info("wrote %d observations of %s images (%s)", y.shape[0], shape, obs["kind"])
+
+
 def cmd_init_prior(args):
     started, s = now(), _settings(args)
-    y, op, dim = _load_observations(args.observations)
+    y, op, dim, _ = _load_observations(args.observations)
     n_fit = s.init["n_fit"]
     if n_fit is not None:
         y, op = y[:n_fit], op[:n_fit]
@@ -150,7 +200,7 @@ def cmd_init_prior(args):
 
 def cmd_estep(args):
     started, s = now(), _settings(args)
-    y, op, _ = _load_observations(args.observations)
+    y, op, _, _ = _load_observations(args.observations)
     index = _shard_slice(y.shape[0], args.shard, s.shards)
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
@@ -287,6 +337,89 @@ def cmd_aggregate(args):
         model[int(attrs["iteration"])] = arrays["x"]
     plots.marginals(truth, model, figures / "marginals.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
+
+
+# --------------------------------------------------------------------------- image evaluation
+
+
+def cmd_sample_prior(args):
+    """One shard of the evaluation samples of iteration k (images: sharded like the E-step)."""
+    started, s = now(), _settings(args)
+    ev = s.evaluate
+    index = _shard_slice(ev["n_samples"], args.shard, ev["shards"])
+    n = index.stop - index.start
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "sample_prior", args.iteration, args.shard)
+    x = em_mmps.prior_sample(
+        prior, n, s.schedule, s.eval_sampler, ev["batch_size"], generator(seed), s.device
+    )
+    if not torch.isfinite(x).all():
+        raise FloatingPointError(f"samples of {args.prior} contain NaN/Inf; nothing written")
+    prov = provenance("sample_prior", s.raw, [args.prior], seed, started)
+    write_h5(args.out, {"x": x}, prov, {"iteration": args.iteration, "shard": args.shard})
+
+
+def cmd_evaluate_images(args):
+    """The image metric of iteration k: samples (all shards) against the clean images."""
+    started, s = now(), _settings(args)
+    ev = s.evaluate
+    truth, attrs = read_h5(args.truth, ["train"])
+    shape = tuple(int(v) for v in attrs["shape"])
+    samples = torch.cat([read_h5(p, ["x"])[0]["x"] for p in args.samples])
+    weights = Path(ev["inception_weights"]) if "inception_weights" in ev else None
+    scores = image_metric(ev["metric"], samples, truth["train"], shape, weights)
+    result = {"iteration": args.iteration, **scores, "n": samples.shape[0]}
+    log.info("iteration %d: %s", args.iteration, result)
+    prov = provenance("evaluate_images", s.raw, [*args.samples, args.truth], None, started)
+    _write_json(args.out, {**result, "metric": ev["metric"], "provenance": prov})
+
+
+def cmd_aggregate_images(args):
+    """fid.csv (the metric per iteration, named columns), the metric curve and sample grids."""
+    evals = [json.loads(Path(p).read_text()) for p in args.evals]
+    metric = evals[0]["metric"]
+    columns = ["fd_pixels"] if metric == "fd_pixels" else ["fid", "is", "is_std", "fd_pixels"]
+    rows = sorted(
+        ({"iteration": r["iteration"], **{c: r[c] for c in columns}} for r in evals),
+        key=lambda r: r["iteration"],
+    )
+    shape = tuple(int(v) for v in read_h5(args.truth, [])[1]["shape"])
+    figures = Path(args.figures_dir)
+    plots.metric_curve(rows, columns[0], figures / "metric_curve.png")
+    grids = {}
+    for p in args.grid_samples:
+        arrays, attrs = read_h5(p, ["x"])
+        grids[int(attrs["iteration"])] = arrays["x"]
+    plots.sample_grids(grids, shape, figures / "samples.png")
+    _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
+
+
+def cmd_posterior_examples(args):
+    """Figure: observations, several posterior samples each (the last prior), truth."""
+    s = _settings(args)
+    y, op, _, shape = _load_observations(args.observations)
+    truth = read_h5(args.truth, ["train"])[0]["train"]
+    e, p = s.evaluate["examples"], 4
+    index = torch.arange(e)
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "posterior_examples")
+    rows = index.repeat_interleave(p)
+    x = em_mmps.posterior_sample(
+        prior,
+        op[rows],
+        y[rows],
+        s.schedule,
+        s.estep_sampler,
+        s.estep_posterior,
+        s.estep_batch,
+        generator(seed),
+        s.device,
+    )
+    missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
+    plots.posterior_examples(
+        y[index], missing, x.reshape(e, p, -1), truth[index], shape, Path(args.out)
+    )
+    log.info("posterior examples of %d observations from %s", e, args.prior)
 
 
 def cmd_heuristics_part(args):
@@ -442,6 +575,25 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--iteration", type=int, required=True)
 
+    sp = stage("sample-prior", cmd_sample_prior, "images: one shard of evaluation samples")
+    for a in ("--prior", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument("--shard", type=int, required=True)
+    sp = stage("evaluate-images", cmd_evaluate_images, "images: the metric of one iteration")
+    sp.add_argument("--samples", nargs="+", required=True)
+    for a in ("--truth", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
+    sp = stage("posterior-examples", cmd_posterior_examples, "images: posterior samples figure")
+    for a in ("--prior", "--observations", "--truth", "--out"):
+        sp.add_argument(a, required=True)
+    sp = sub.add_parser("aggregate-images", help="images: fid.csv, metric curve, sample grids")
+    sp.add_argument("--evals", nargs="+", required=True)
+    sp.add_argument("--grid-samples", nargs="+", required=True)
+    for a in ("--truth", "--out", "--figures-dir"):
+        sp.add_argument(a, required=True)
+    sp.set_defaults(fn=cmd_aggregate_images, threads=None)
     sp = sub.add_parser("aggregate", help="CSV of every iteration's scores and the figures")
     sp.add_argument("--evals", nargs="+", required=True)
     sp.add_argument("--marginal-samples", nargs="+", required=True)

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from empriors.diffusion import VESchedule
-from empriors.train import TrainSettings
+from empriors.train import Augment, TrainSettings
 
 # The schema lives with the workflow (one source of truth); the package is installed editable.
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -53,8 +53,11 @@ def validate_sections(cfg: dict) -> None:
         sub = {"$defs": schema["$defs"], **experiment["properties"][name]}
         sub = json.loads(json.dumps(sub))  # a copy we may relax
         for parent, key in WORKFLOW_ONLY:
-            if parent == name and key in sub.get("required", []):
-                sub["required"] = [r for r in sub["required"] if r != key]
+            if parent != name:
+                continue
+            for variant in [sub, *sub.get("oneOf", [])]:  # sections with kinds are oneOf
+                if key in variant.get("required", []):
+                    variant["required"] = [r for r in variant["required"] if r != key]
         try:
             jsonschema.validate(value, sub)
         except jsonschema.ValidationError as e:
@@ -103,9 +106,18 @@ class PosteriorSettings:
 
 @dataclass(frozen=True)
 class NetworkSettings:
+    """``mlp``: hidden, embedding. ``unet``: shape (C, H, W), channels, blocks,
+    attention levels with ``heads`` heads, embedding, dropout, pixel-unshuffle factor."""
+
     kind: str
-    hidden: tuple[int, ...]
     embedding: int
+    hidden: tuple[int, ...] = ()
+    shape: tuple[int, int, int] | None = None
+    channels: tuple[int, ...] = ()
+    blocks: tuple[int, ...] = ()
+    attention: tuple[tuple[int, int], ...] = ()  # (level, heads)
+    dropout: float = 0.0
+    unshuffle: int = 1
 
 
 def _device(name: str) -> torch.device:
@@ -137,7 +149,18 @@ class ExperimentSettings:
     @cached_property
     def network(self) -> NetworkSettings:
         n = self.section("network")
-        return NetworkSettings(n["kind"], tuple(n["hidden"]), n["embedding"])
+        if n["kind"] == "mlp":
+            return NetworkSettings("mlp", n["embedding"], hidden=tuple(n["hidden"]))
+        return NetworkSettings(
+            "unet",
+            n["embedding"],
+            shape=tuple(n["shape"]),
+            channels=tuple(n["channels"]),
+            blocks=tuple(n["blocks"]),
+            attention=tuple((level, n["heads"]) for level in n["attention_levels"]),
+            dropout=n["dropout"],
+            unshuffle=n["unshuffle"],
+        )
 
     # q0 --------------------------------------------------------------------------------
     @cached_property
@@ -204,7 +227,16 @@ class ExperimentSettings:
             clip=m["clip"],
             ema=m["ema"],
             resume_every_s=m["resume_every_s"],
+            augment=self._augment(m.get("augment")),
         )
+
+    def _augment(self, block: dict | None) -> Augment | None:
+        if not block or not (block["hflip"] or block["shift"]):
+            return None
+        shape = self.network.shape
+        if shape is None:
+            raise ConfigError("mstep.augment needs image data (a unet network with a shape)")
+        return Augment(shape, block["hflip"], block["shift"])
 
     # evaluation ------------------------------------------------------------------------
     @cached_property

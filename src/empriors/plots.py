@@ -105,3 +105,80 @@ def heuristic_study(summary: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def _to_display(x: Tensor, shape: tuple[int, int, int]) -> np.ndarray:
+    """Flat signals in [-2, 2] -> (N, H, W) grey or (N, H, W, 3) colour in [0, 1]."""
+    img = ((x.reshape(-1, *shape).float() + 2) / 4).clamp(0, 1).numpy()
+    return img[:, 0] if shape[0] == 1 else img.transpose(0, 2, 3, 1)
+
+
+def _show(ax, image: np.ndarray, title: str | None = None):
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def metric_curve(rows: list[dict], metric: str, path: Path) -> None:
+    """Paper Fig. 4: the image metric (FID, or the named offline metric) against iteration."""
+    k = [r["iteration"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(k, [r[metric] for r in rows], "o-")
+    ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
+    ax.set_ylabel(metric)
+    if min(r[metric] for r in rows) > 0:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def sample_grids(
+    samples: dict[int, Tensor], shape: tuple[int, int, int], path: Path, per_row: int = 8
+) -> None:
+    """Prior samples, one row per iteration (rows labelled k)."""
+    iterations = sorted(samples)
+    fig, axes = plt.subplots(
+        len(iterations),
+        per_row,
+        figsize=(0.9 * per_row, 0.95 * len(iterations)),
+        squeeze=False,
+    )
+    for r, k in enumerate(iterations):
+        images = _to_display(samples[k][:per_row], shape)
+        for c in range(per_row):
+            _show(axes[r, c], images[c] if c < len(images) else np.ones(images.shape[1:]))
+        axes[r, 0].set_ylabel(f"k = {k}", fontsize=8)
+    _save(fig, path)
+
+
+def posterior_examples(
+    observed: Tensor,
+    missing: Tensor | None,
+    posterior: Tensor,
+    truth: Tensor,
+    shape: tuple[int, int, int],
+    path: Path,
+) -> None:
+    """One row per observation: the observation (missing pixels in red for masks), the
+    posterior samples, the truth. observed (E, D), missing (E, D) bool or None,
+    posterior (E, P, D), truth (E, D)."""
+    e, p = posterior.shape[:2]
+    fig, axes = plt.subplots(e, p + 2, figsize=(1.0 * (p + 2), 1.05 * e), squeeze=False)
+    obs_img = _to_display(observed, shape)
+    if missing is not None:
+        holes = _to_display(missing.float() * 4 - 2, shape)
+        holes = holes if holes.ndim == 3 else holes[..., 0]
+        rgb = obs_img if obs_img.ndim == 4 else np.repeat(obs_img[..., None], 3, axis=-1)
+        rgb = rgb.copy()
+        rgb[holes > 0.5] = (0.85, 0.1, 0.1)
+        obs_img = rgb
+    truth_img = _to_display(truth, shape)
+    for i in range(e):
+        _show(axes[i, 0], obs_img[i], "observation" if i == 0 else None)
+        samples = _to_display(posterior[i], shape)
+        for j in range(p):
+            _show(axes[i, j + 1], samples[j], f"sample {j + 1}" if i == 0 else None)
+        _show(axes[i, -1], truth_img[i], "truth" if i == 0 else None)
+    _save(fig, path)

@@ -26,6 +26,35 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Random horizontal flip and shift of flat images (B, C H W) of ``shape`` (C, H, W):
+    each image is flipped with probability 1/2 and shifted by (dy, dx) uniform in
+    [-shift, shift]^2, filling the border by reflection (the papers' training augmentation)."""
+
+    shape: tuple[int, int, int]
+    hflip: bool
+    shift: int
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        b = x.shape[0]
+        img = x.reshape(b, *self.shape)
+        if self.hflip:
+            flip = torch.rand(b, generator=generator, device=x.device) < 0.5
+            img = torch.where(flip[:, None, None, None], img.flip(-1), img)
+        if self.shift:
+            s = self.shift
+            padded = torch.nn.functional.pad(img, (s, s, s, s), mode="reflect")
+            d = torch.randint(0, 2 * s + 1, (b, 2), generator=generator, device=x.device)
+            h, w = self.shape[1:]
+            rows = (d[:, 0, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (d[:, 1, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            batch = torch.arange(b, device=x.device)[:, None, None, None]
+            chan = torch.arange(self.shape[0], device=x.device)[None, :, None, None]
+            img = padded[batch, chan, rows, cols]
+        return img.reshape(b, -1)
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     steps: int
     batch_size: int
@@ -34,6 +63,7 @@ class TrainSettings:
     clip: float | None = 1.0
     ema: float | None = None  # EMA decay, None: no EMA (the saved weights are the raw ones)
     resume_every_s: float = 300.0
+    augment: Augment | None = None
 
 
 def _linear_decay(settings: TrainSettings):
@@ -117,7 +147,10 @@ def train_denoiser(
         index = torch.randint(
             data.shape[0], (settings.batch_size,), generator=generator, device=device
         )
-        loss = denoising_loss(denoiser, data[index], schedule, generator)
+        batch = data[index]
+        if settings.augment is not None:
+            batch = settings.augment(batch, generator)
+        loss = denoising_loss(denoiser, batch, schedule, generator)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,16 @@ def experiment(name):
     return config["experiments"][name]
 
 
+def is_image(exp):
+    return experiment(exp)["data"]["kind"] != "manifold"
+
+
+def experiments_pattern(images):
+    """Regex of the experiment names of one kind (wildcard constraint of kind-specific rules)."""
+    names = [n for n in config["experiments"] if is_image(n) == images]
+    return "|".join(names) if names else "(?!)"
+
+
 def iterations(exp):
     return experiment(exp)["em"]["iterations"]
 
@@ -97,6 +107,20 @@ def evals(exp):
     return [f"results/{exp}/eval/iter_{k}.json" for k in range(iterations(exp) + 1)]
 
 
+def eval_shard_files(wildcards):
+    n = experiment(wildcards.exp)["evaluate"]["shards"]
+    return [f"results/{wildcards.exp}/eval/iter_{wildcards.k}/samples_{s}.h5" for s in range(n)]
+
+
+def grid_samples(exp):
+    ks = [k for k in experiment(exp)["evaluate"]["figure_iterations"] if k <= iterations(exp)]
+    return [f"results/{exp}/eval/iter_{k}/samples_0.h5" for k in sorted(set(ks))]
+
+
+def last_prior(wildcards):
+    return f"results/{wildcards.exp}/iter_{iterations(wildcards.exp)}/prior.pt"
+
+
 def figure_samples(exp):
     ks = [k for k in experiment(exp)["evaluate"]["figure_iterations"] if k <= iterations(exp)]
     return [f"results/{exp}/eval/iter_{k}_samples.h5" for k in sorted(set(ks))]
@@ -112,7 +136,13 @@ def all_targets():
     if benchmark and benchmark["enabled"]:
         targets += ["results/posterior_benchmark/table.csv"]
     for name, exp in config["experiments"].items():
-        if exp["enabled"]:
+        if not exp["enabled"]:
+            continue
+        if is_image(name):
+            targets += [f"results/{name}/fid.csv", f"results/{name}/figures/metric_curve.png",
+                        f"results/{name}/figures/samples.png",
+                        f"results/{name}/figures/posterior_examples.png"]
+        else:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
                         f"results/{name}/figures/marginals.png"]
     return targets

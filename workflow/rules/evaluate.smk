@@ -28,6 +28,7 @@ rule evaluate:
         samples="results/{exp}/eval/iter_{k}_samples.h5",
     wildcard_constraints:
         k=r"[0-9]+",
+        exp=experiments_pattern(images=False),
     params:
         args=stage_args("evaluate", "diffusion", "network"),
     threads: THREADS
@@ -53,6 +54,8 @@ rule aggregate_sinkhorn:
         csv="results/{exp}/sinkhorn.csv",
         curve="results/{exp}/figures/sinkhorn.png",
         marginals="results/{exp}/figures/marginals.png",
+    wildcard_constraints:
+        exp=experiments_pattern(images=False),
     log:
         "results/{exp}/logs/aggregate.log",
     conda:
@@ -60,4 +63,97 @@ rule aggregate_sinkhorn:
     shell:
         "python -m empriors aggregate --evals {input.evals} "
         "--marginal-samples {input.samples} --truth {input.truth} --out {output.csv} "
+        "--figures-dir results/{wildcards.exp}/figures 2> {log}"
+
+
+# Images: evaluation samples are drawn in shards (GPU jobs, like the E-step), then scored.
+
+
+rule sample_prior:
+    input:
+        prior="results/{exp}/iter_{k}/prior.pt",
+    output:
+        "results/{exp}/eval/iter_{k}/samples_{s}.h5",
+    wildcard_constraints:
+        k=r"[0-9]+",
+        exp=experiments_pattern(images=True),
+    params:
+        args=stage_args("evaluate", "diffusion", "network"),
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/sample_prior_{k}_{s}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors sample-prior {params.args} --iteration {wildcards.k} "
+        "--shard {wildcards.s} --prior {input.prior} --out {output} 2> {log}"
+
+
+rule evaluate_images:
+    input:
+        samples=eval_shard_files,
+        truth="results/{exp}/truth.h5",
+    output:
+        "results/{exp}/eval/iter_{k}.json",
+    wildcard_constraints:
+        k=r"[0-9]+",
+        exp=experiments_pattern(images=True),
+    params:
+        args=stage_args("evaluate"),
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/evaluate_{k}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors evaluate-images {params.args} --iteration {wildcards.k} "
+        "--samples {input.samples} --truth {input.truth} --out {output} 2> {log}"
+
+
+rule posterior_examples:
+    input:
+        prior=last_prior,
+        obs="results/{exp}/observations.h5",
+        truth="results/{exp}/truth.h5",
+    output:
+        "results/{exp}/figures/posterior_examples.png",
+    wildcard_constraints:
+        exp=experiments_pattern(images=True),
+    params:
+        args=stage_args("evaluate", "estep", "diffusion", "network"),
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/posterior_examples.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors posterior-examples {params.args} --prior {input.prior} "
+        "--observations {input.obs} --truth {input.truth} --out {output} 2> {log}"
+
+
+rule aggregate_images:
+    input:
+        evals=lambda wc: evals(wc.exp),
+        samples=lambda wc: grid_samples(wc.exp),
+        truth="results/{exp}/truth.h5",
+        snapshots=lambda wc: snapshots(wc.exp),
+    output:
+        csv="results/{exp}/fid.csv",
+        curve="results/{exp}/figures/metric_curve.png",
+        grids="results/{exp}/figures/samples.png",
+    wildcard_constraints:
+        exp=experiments_pattern(images=True),
+    log:
+        "results/{exp}/logs/aggregate.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors aggregate-images --evals {input.evals} "
+        "--grid-samples {input.samples} --truth {input.truth} --out {output.csv} "
         "--figures-dir results/{wildcards.exp}/figures 2> {log}"

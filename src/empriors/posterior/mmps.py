@@ -45,7 +45,8 @@ def conjugate_gradient(
     """Solve M u = b for a batch of symmetric positive-definite systems, one per sample.
 
     b: (B, *O). Stops when every sample's residual satisfies ||r|| <= rtol ||b|| or after
-    ``maxiter`` iterations (default: the system size). Samples that converged stop moving.
+    ``maxiter`` iterations (default: the system size). Samples that converged stop moving,
+    as do samples where p^T M p <= 0 (M indefinite, e.g. a network's Jacobian).
     Hand-written because the systems are batched (one per sample) and matrix-free (M is only
     available through VJPs); neither torch nor scipy offers a batched matrix-free CG.
     """
@@ -61,7 +62,11 @@ def conjugate_gradient(
         if not active.any():
             break
         mp = matvec(p)
-        alpha = torch.where(active, rs / _dot(p, mp).clamp_min(torch.finfo(b.dtype).tiny), 0)
+        curvature = _dot(p, mp)
+        # A learned Jacobian need not be PSD: stop a sample at non-positive curvature (the
+        # standard CG safeguard) instead of dividing by it; its x is the last good iterate.
+        active = active & (curvature > 0)
+        alpha = torch.where(active, rs / torch.where(active, curvature, 1), 0)
         x = x + _bcast(alpha, x) * p
         r = r - _bcast(alpha, r) * mp
         rs_new = _dot(r, r)
