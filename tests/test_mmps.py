@@ -108,3 +108,15 @@ def test_mmps_sampling_draws_the_gaussian_posterior(g):
     se = (cov.diag() / n).sqrt()
     assert ((x.mean(0) - means[0]).abs() < 5 * se + 1e-3).all()
     assert (torch.cov(x.T) - cov).abs().max() < 0.05 * cov.abs().max() + 1e-3
+
+
+def test_conjugate_gradient_stops_at_negative_curvature():
+    """An indefinite M (a learned Jacobian may be one) must not blow the solution up."""
+    from empriors.posterior.mmps import conjugate_gradient
+
+    m = torch.diag(torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
+    b = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]], dtype=torch.float64)
+    x = conjugate_gradient(lambda v: v @ m, b, rtol=1e-10, maxiter=3)
+    assert torch.isfinite(x).all()
+    assert torch.equal(x[0], torch.zeros(3, dtype=torch.float64))  # p^T M p < 0 at once
+    assert torch.allclose(x[1], torch.tensor([1.0, 0.0, 1 / 3], dtype=torch.float64))

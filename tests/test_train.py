@@ -80,3 +80,19 @@ def test_nan_loss_raises(g):
             seed=0,
             progress=False,
         )
+
+
+def test_augment_flips_and_shifts_whole_images(g):
+    from empriors.train import Augment
+
+    img = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, -1)
+    flipped = Augment((3, 5, 6), hflip=True, shift=0)(img.repeat(64, 1), g).reshape(-1, 3, 5, 6)
+    plain = img.reshape(2, 3, 5, 6).repeat(64, 1, 1, 1)
+    is_flip = (flipped == plain.flip(-1)).flatten(1).all(1)
+    is_same = (flipped == plain).flatten(1).all(1)
+    assert (is_flip | is_same).all() and 30 < is_flip.sum() < 98  # about half flipped
+    shifted = Augment((3, 5, 6), hflip=False, shift=1)(img, g).reshape(2, 3, 5, 6)
+    padded = torch.nn.functional.pad(img.reshape(2, 3, 5, 6), (1, 1, 1, 1), mode="reflect")
+    windows = [padded[:, :, i : i + 5, j : j + 6] for i in range(3) for j in range(3)]
+    for b in range(2):  # each image is one of the 9 reflect-padded windows, all channels alike
+        assert any(torch.equal(shifted[b], w[b]) for w in windows)
