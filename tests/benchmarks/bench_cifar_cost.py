@@ -32,19 +32,20 @@ PAPER = dict(laps=32, n_obs=50_000, ddpm=256, train_steps=50_000, batch=256, n_e
 
 
 def measure(fn, device) -> tuple[float, float]:
-    """(seconds per call, peak MB) of fn after one warm-up call."""
+    """(seconds per call after one warm-up call, peak MB). Peak: CUDA max allocated during
+    the call; CPU: the process's peak resident memory so far (model, optimiser state and
+    every stage measured before included; stages run in the table's order)."""
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return time.perf_counter() - t0, peak
 
 
@@ -77,7 +78,7 @@ def main():
         opt.step()
 
     x_t = data + torch.randn_like(data)
-    sigma = torch.ones(b, device=device)
+    sigma = torch.tensor(1.0, device=device)
     mmps = MMPSDenoiser(net, op, y, 1e-6, "tweedie", None, cg_maxiter=1)
 
     def estep_step():  # one DDPM step = one MMPS denoiser call (the update itself is free)
@@ -114,7 +115,7 @@ def main():
             f"| {label} | {seconds:.2f} s ({b}) | {peak:,.0f} MB | {per_sample * 1e3:.0f} ms "
             f"| {hours:,.0f} h | {hours * PAPER['laps']:,.0f} h |"
         )
-    e = rows[0][3] * 256  # one E-step batch of 256 observations, 256 DDPM steps
+    e = rows[0][3] * 256 * PAPER["ddpm"]  # one E-step batch: 256 observations x 256 steps
     m = rows[1][3] * PAPER["batch"] * (PAPER["n_obs"] // PAPER["batch"])
     print(
         f"\none E-step batch (256 observations x 256 steps): {e / 3600:,.1f} h; "
