@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	# torchvision dependency, which cannot load beside the CPU torch wheel.
 	$(PY) -m pip install --quiet --no-deps "azula==0.11.1"
 	$(PY) -m pip install --quiet "einops>=0.7"
+	# fastmri (FFTs, SliceDataset, PSNR/SSIM): pinned and without its dependencies for the same
+	# reason; the ones its used modules import come from pyproject (h5py, pandas via dvc) and here.
+	$(PY) -m pip install --quiet --no-deps "fastmri==0.3.0"
+	$(PY) -m pip install --quiet "requests" "pandas" "scikit-image>=0.22" "runstats>=2"
 	touch $@
 
 # `snakemake --profile NAME` looks for ./NAME/config.yaml: link the profiles into the root

@@ -10,6 +10,7 @@ The adjoint satisfies <A x, y> = <x, A^T y> for every x, y (tested).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -209,11 +210,82 @@ class GaussianBlur(LinearOperator):
         }
 
 
+@dataclass
+class KSpaceColumnMask(LinearOperator):
+    """Accelerated single-coil MRI: y_i = M_i F x_i, x_i a real image (H, W) (flat, H W),
+    F = fastmri's centred orthonormal 2-d FFT (fft2c) on the complex embedding of x, M_i a
+    per-sample mask of k-space columns (along W). y keeps the full k-space shape (H, W, 2:
+    real and imaginary parts), zero where not sampled, flat: (B, 2 H W).
+
+    F is unitary, so A^T y = Re(F^H M y) = Re(ifft2c(M y)), which is also the zero-filled
+    reconstruction of an observation (the paper's baseline). ``masks``: (N, W) in {0, 1}.
+    """
+
+    masks: Tensor
+    shape: tuple[int, int]
+
+    def __post_init__(self):
+        self.shape = tuple(int(s) for s in torch.as_tensor(self.shape).tolist())
+        if self.masks.ndim != 2 or self.masks.shape[1] != self.shape[1]:
+            raise ValueError(f"KSpaceColumnMask needs masks (N, W={self.shape[1]})")
+
+    def _mask(self, like: Tensor) -> Tensor:
+        return self.masks.to(like)[:, None, :, None]  # (B, 1, W, 1) over (B, H, W, 2)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        import fastmri
+
+        img = x.reshape(-1, *self.shape)
+        k = fastmri.fft2c(torch.stack([img, torch.zeros_like(img)], dim=-1))
+        return (self._mask(k) * k).reshape(x.shape[0], -1)
+
+    def adjoint(self, y: Tensor) -> Tensor:
+        import fastmri
+
+        k = y.reshape(-1, *self.shape, 2)
+        return fastmri.ifft2c(self._mask(k) * k)[..., 0].reshape(y.shape[0], -1)
+
+    zero_filled = adjoint
+
+    def __getitem__(self, index) -> KSpaceColumnMask:
+        return KSpaceColumnMask(self.masks[index], self.shape)
+
+    def __len__(self) -> int:
+        return self.masks.shape[0]
+
+    def to(self, device=None, dtype=None) -> KSpaceColumnMask:
+        return KSpaceColumnMask(self.masks.to(device=device, dtype=dtype), self.shape)
+
+    def parameters(self) -> dict[str, Tensor]:
+        return {"masks": self.masks, "shape": torch.tensor(self.shape)}
+
+    @staticmethod
+    def random(
+        n: int, shape: tuple[int, int], acceleration: float, generator: torch.Generator
+    ) -> KSpaceColumnMask:
+        """The paper's random column masks (PAPERS.md 1, MRI), for width W = 320 exactly:
+        the centre band [W/2 - ceil(60/r), W/2 + ceil(60/r)) always kept, every other column
+        kept with probability 200 / (320 r - 120), so 320 / r columns are kept on average.
+        Other widths scale the band by W/320 (half-width ceil(0.1875 W / r)) and keep the
+        probability 0.625 / (r - 0.375), the same formula. Written here rather than with
+        fastmri's RandomMaskFunc: that one rounds the centre band and derives the
+        probability from the rounded band, which differs from the paper's masks."""
+        width = shape[1]
+        if acceleration <= 1:
+            raise ValueError(f"acceleration must be > 1, got {acceleration}")
+        half = math.ceil(0.1875 * width / acceleration)
+        prob = 0.625 / (acceleration - 0.375)
+        keep = torch.rand(n, width, generator=generator) < prob
+        keep[:, width // 2 - half : width // 2 + half] = True
+        return KSpaceColumnMask(keep.to(torch.float32), shape)
+
+
 OPERATORS = {
     "projection": Projection,
     "pixel_mask": PixelMask,
     "matrix": Matrix,
     "gaussian_blur": GaussianBlur,
+    "kspace_columns": KSpaceColumnMask,
 }
 
 
