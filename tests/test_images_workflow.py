@@ -21,6 +21,18 @@ experiments:
     evaluate: {n_samples: 256, steps: 16, figure_iterations: [0, 1, 2], examples: 3}
 """
 
+TINY_MRI = """
+experiments:
+  mri:
+    em: {iterations: 2}
+    init: {rounds: 2}
+    mstep: {steps: 100}
+    estep: {steps: 16}
+    evaluate: {n_samples: 128, steps: 16, figure_iterations: [0, 1, 2]}
+"""
+
+GPU_RULES = ("init_prior", "estep", "mstep", "sample_prior", "evaluate_images")
+
 CIFAR_CONFIGS = [
     "cifar10_mask25",
     "cifar10_mask50",
@@ -62,3 +74,35 @@ def test_cifar_paper_configs_plan_32_iterations_with_sharded_sampling(tmp_path):
         assert stats["sample_prior"] == "528" and stats["evaluate_images"] == "33", (exp, stats)
         assert stats["corrupt"] == "1" and stats["init_prior"] == "1", (exp, stats)
         assert stats["aggregate_images"] == "1", (exp, stats)
+
+
+def test_mri_headline_command_plans_16_iterations_on_gpus(tmp_path):
+    """`snakemake --profile slurm results/mri/fid.csv` from the root, dry: the paper's 16
+    laps (16 E-step shards each, 2 posterior samples per observation), a GPU on every GPU job."""
+    project = make_project(tmp_path)
+    proc = run(snakemake("--profile", "slurm", "results/mri/fid.csv", "-n"), project)
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert stats["estep"] == "256" and stats["mstep"] == "16", stats
+    assert stats["sample_prior"] == str(17 * 16) and stats["evaluate_images"] == "17", stats
+    jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\[|\Z)", proc.stdout, re.M | re.S)
+    assert {name for name, _ in jobs} >= set(GPU_RULES)
+    for name, block in jobs:
+        if name in GPU_RULES:
+            assert re.search(r"resources:.*\bgpu=1\b", block), (name, block)
+
+
+def test_mri_demo_on_phantoms_gives_fid_csv(tmp_path):
+    project = make_project(tmp_path)
+    (project / "tiny.yaml").write_text(TINY_MRI)
+    run(snakemake("results/mri/fid.csv", *DEMO, "tiny.yaml", "--cores", "2"), project)
+    res = project / "results" / "mri"
+    assert len(list((res / "phantoms").glob("*.h5"))) == 10
+    rows = list(csv.DictReader(open(res / "fid.csv")))
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+    assert all(math.isfinite(float(r["fd_pixels"])) for r in rows)
+    samples = res / "iter_1" / "samples_0.h5"
+    import h5py
+
+    with h5py.File(samples) as f:  # two posterior samples per observation
+        index = f["index"][()]
+    assert (index[0::2] == index[1::2]).all()

@@ -21,7 +21,8 @@ experiments:
     em: {iterations: 2}
     mstep: {resume_every_s: 0.5}
     evaluate: {figure_iterations: [0, 1, 2]}
-  digits_mask: {enabled: false}  # the image pipeline has its own test (test_images_workflow.py)
+  digits_mask: {enabled: false}  # the image pipelines have their own tests
+  mri: {enabled: false}          # (test_images_workflow.py)
 studies:  # tested on their own (test_workflow.py): keep the EM tests on the EM workflow
   heuristics: {enabled: false}
   posterior_benchmark: {enabled: false}

@@ -42,6 +42,7 @@ from empriors.metrics.fid import image_metric
 from empriors.metrics.sinkhorn import entropic_ot
 from empriors.operators import (
     GaussianBlur,
+    KSpaceColumnMask,
     PixelMask,
     Projection,
     observe,
@@ -63,6 +64,7 @@ OPERATOR_KEYS = {
     "projection": ("matrices",),
     "pixel_mask": ("masks",),
     "gaussian_blur": ("shape", "kernel_size", "std"),
+    "kspace_columns": ("masks", "shape"),
 }
 
 
@@ -76,7 +78,7 @@ def _load_observations(path: str | Path):
     arrays, _ = read_h5(path, ["y", *keys])
     y = arrays["y"]
     op = operator_from_parameters(kind, {k: arrays[f"operator/{k}"] for k in OPERATOR_KEYS[kind]})
-    if kind != "gaussian_blur" and len(op) != y.shape[0]:
+    if kind != "gaussian_blur" and len(op) != y.shape[0]:  # the blur is shared
         raise ArtifactError(f"{path}: {y.shape[0]} observations but {len(op)} operators")
     shape = tuple(int(v) for v in attrs["shape"]) if "shape" in attrs else None
     return y, op, int(attrs["dim"]), shape
@@ -120,6 +122,8 @@ def _shard_slice(n: int, shard: int, shards: int) -> slice:
 def cmd_corrupt(args):
     started, s = now(), _settings(args)
     data, obs = s.section("data"), s.section("observation")
+    if data["kind"] in ("fastmri", "phantoms"):
+        return _corrupt_mri(args, data, obs, started)
     if data["kind"] != "manifold":
         return _corrupt_images(args, data, obs, started)
     if obs["kind"] != "projection":
@@ -178,6 +182,71 @@ def _corrupt_images(args, data: dict, obs: dict, started: str):
     log.info("wrote %d observations of %s images (%s)", y.shape[0], shape, obs["kind"])
 
 
+def cmd_phantoms(args):
+    """Phantom knee volumes in the fastMRI format (the MRI demo's data) into data.folder."""
+    from empriors.data.phantoms import write_phantom_dataset
+
+    s = _settings(args)
+    data = s.section("data")
+    if data["kind"] != "phantoms":
+        raise ConfigError("the phantoms stage needs data.kind: phantoms")
+    g = generator(derive_seed(args.seed, args.exp, "phantoms"))
+    size = data["size"]
+    if size[0] != size[1]:
+        raise ConfigError(f"phantoms are square; data.size is {size}")
+    paths = write_phantom_dataset(
+        Path(args.out), data["volumes"], size[0], data["volume_slices"], g
+    )
+    log.info("wrote %d phantom volumes to %s", len(paths), args.out)
+
+
+def _corrupt_mri(args, data: dict, obs: dict, started: str):
+    """MRI: real fastMRI files (or phantoms in their format) from data.folder, the last
+    ``validation_volumes`` volumes held out as clean validation slices; training slices are
+    observed as y = M_i fft2c(x_i) + e with the paper's random column masks."""
+    from empriors.data.fastmri import MRIDataError, load_slices
+
+    if obs["kind"] != "kspace_columns":
+        raise ConfigError("MRI data is observed by kspace_columns (observation.kind)")
+    folder = Path(data["folder"])
+    files = sorted(folder.glob("*.h5"))
+    held = data["validation_volumes"]
+    if len(files) <= held:
+        raise MRIDataError(
+            f"{folder}: {len(files)} fastMRI .h5 file(s), need more than validation_volumes="
+            f"{held}; place the knee single-coil files there (never downloaded at run time)"
+        )
+    first, last = data["slices"]
+    size = tuple(data["size"])
+    x, _ = load_slices(files[:-held], first, last, size)
+    x_val, _ = load_slices(files[-held:], first, last, size)
+    seed = derive_seed(args.seed, args.exp, "data")
+    g = generator(seed)
+    op = KSpaceColumnMask.random(x.shape[0], size, obs["acceleration"], g)
+    y = observe(x, op, obs["sigma_y"], g)
+    inputs = [str(f) for f in files] if data["kind"] == "fastmri" else []
+    prov = provenance("corrupt", {"data": data, "observation": obs}, inputs, seed, started)
+    shape = [1, *size]
+    write_h5(args.truth, {"train": x, "val": x_val}, prov, {"shape": shape})
+    write_h5(
+        args.observations,
+        {"y": y, **{f"operator/{k}": v for k, v in op.parameters().items()}},
+        prov,
+        {
+            "operator": "kspace_columns",
+            "dim": x.shape[1],
+            "shape": shape,
+            "sigma_y": obs["sigma_y"],
+        },
+    )
+    log.info(
+        "wrote %d k-space observations (r = %s), %d held-out slices",
+        y.shape[0],
+        obs["acceleration"],
+        x_val.shape[0],
+    )
+
+
 def cmd_init_prior(args):
     started, s = now(), _settings(args)
     y, op, dim, _ = _load_observations(args.observations)
@@ -202,13 +271,14 @@ def cmd_estep(args):
     started, s = now(), _settings(args)
     y, op, _, _ = _load_observations(args.observations)
     index = _shard_slice(y.shape[0], args.shard, s.shards)
+    rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
     t0 = time.perf_counter()
     x = em_mmps.posterior_sample(
         prior,
-        op[index],
-        y[index],
+        op[rows],
+        y[rows],
         s.schedule,
         s.estep_sampler,
         s.estep_posterior,
@@ -230,7 +300,7 @@ def cmd_estep(args):
     )
     write_h5(
         args.out,
-        {"x": x, "index": torch.arange(y.shape[0])[index]},
+        {"x": x, "index": rows},
         prov,
         {"iteration": args.iteration, "shard": args.shard},
     )
@@ -363,11 +433,12 @@ def cmd_evaluate_images(args):
     """The image metric of iteration k: samples (all shards) against the clean images."""
     started, s = now(), _settings(args)
     ev = s.evaluate
-    truth, attrs = read_h5(args.truth, ["train"])
+    reference = ev.get("reference", "train")
+    truth, attrs = read_h5(args.truth, [reference])
     shape = tuple(int(v) for v in attrs["shape"])
     samples = torch.cat([read_h5(p, ["x"])[0]["x"] for p in args.samples])
     weights = Path(ev["inception_weights"]) if "inception_weights" in ev else None
-    scores = image_metric(ev["metric"], samples, truth["train"], shape, weights)
+    scores = image_metric(ev["metric"], samples, truth[reference], shape, weights)
     result = {"iteration": args.iteration, **scores, "n": samples.shape[0]}
     log.info("iteration %d: %s", args.iteration, result)
     prov = provenance("evaluate_images", s.raw, [*args.samples, args.truth], None, started)
@@ -554,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("corrupt", cmd_corrupt, "generate data and observations y = A x + e")
     sp.add_argument("--observations", required=True)
     sp.add_argument("--truth", required=True)
+    sp = stage("phantoms", cmd_phantoms, "MRI demo: phantom volumes in the fastMRI format")
+    sp.add_argument("--out", required=True, help="the folder to write the .h5 files into")
     sp = stage("init-prior", cmd_init_prior, "fit the Gaussian q0 by Monte-Carlo EM")
     sp.add_argument("--observations", required=True)
     sp.add_argument("--out", required=True)

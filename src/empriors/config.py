@@ -200,6 +200,10 @@ class ExperimentSettings:
         )
 
     @cached_property
+    def samples_per_observation(self) -> int:
+        return self.section("estep").get("samples_per_observation", 1)
+
+    @cached_property
     def estep_batch(self) -> int:
         return self.section("estep")["batch_size"]
 

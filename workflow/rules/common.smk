@@ -29,6 +29,18 @@ def experiments_pattern(images):
     return "|".join(names) if names else "(?!)"
 
 
+def corrupt_inputs(wildcards):
+    """Generated inputs of the corrupt stage: MRI phantoms (real data in data/ are not
+    declared, so that dry runs plan on machines without them; the stage checks them)."""
+    data = experiment(wildcards.exp)["data"]
+    if data["kind"] != "phantoms":
+        return []
+    expected = f"results/{wildcards.exp}/phantoms"
+    if data["folder"].rstrip("/") != expected:
+        raise ValueError(f"experiments.{wildcards.exp}.data.folder must be {expected} for phantoms")
+    return [expected]
+
+
 def iterations(exp):
     return experiment(exp)["em"]["iterations"]
 

@@ -1,7 +1,22 @@
 # Data and observations: y = A x + e, seeded from the config.
 
 
+rule phantoms:
+    output:
+        directory("results/{exp}/phantoms"),
+    params:
+        args=stage_args("data"),
+    log:
+        "results/{exp}/logs/phantoms.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors phantoms {params.args} --out {output} 2> {log}"
+
+
 rule corrupt:
+    input:
+        corrupt_inputs,
     output:
         obs="results/{exp}/observations.h5",
         truth="results/{exp}/truth.h5",
