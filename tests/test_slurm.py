@@ -25,6 +25,8 @@ experiments:
     em: {iterations: 1}
     mstep: {steps: 3000, resume_every_s: 0.5}
     evaluate: {figure_iterations: [0, 1]}
+  digits_mask: {enabled: false}
+  mri: {enabled: false}
 studies:
   heuristics: {enabled: false}
   posterior_benchmark: {enabled: false}
