@@ -110,6 +110,15 @@ def _load_prior(path, settings: ExperimentSettings) -> em_mmps.Prior:
     return em_mmps.Prior(gaussian, network)
 
 
+def _samples_by_iteration(paths) -> dict[int, torch.Tensor]:
+    """{iteration: samples x} of sample files that record their iteration."""
+    out = {}
+    for p in paths:
+        arrays, attrs = read_h5(p, ["x"])
+        out[int(attrs["iteration"])] = arrays["x"]
+    return out
+
+
 def _shard_slice(n: int, shard: int, shards: int) -> slice:
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} out of range for {shards} shards")
@@ -267,15 +276,10 @@ def cmd_init_prior(args):
     )
 
 
-def cmd_estep(args):
-    started, s = now(), _settings(args)
-    y, op, _, _ = _load_observations(args.observations)
-    index = _shard_slice(y.shape[0], args.shard, s.shards)
-    rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
-    prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
-    t0 = time.perf_counter()
-    x = em_mmps.posterior_sample(
+def _estep_samples(s: ExperimentSettings, prior, op, y: torch.Tensor, rows, seed: int):
+    """One posterior sample per entry of ``rows`` (observation indices, repeats allowed),
+    with the E-step's sampler and posterior settings."""
+    return em_mmps.posterior_sample(
         prior,
         op[rows],
         y[rows],
@@ -286,6 +290,17 @@ def cmd_estep(args):
         generator(seed),
         s.device,
     )
+
+
+def cmd_estep(args):
+    started, s = now(), _settings(args)
+    y, op, _, _ = _load_observations(args.observations)
+    index = _shard_slice(y.shape[0], args.shard, s.shards)
+    rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
+    t0 = time.perf_counter()
+    x = _estep_samples(s, prior, op, y, rows, seed)
     if not torch.isfinite(x).all():
         raise FloatingPointError("E-step produced NaN/Inf samples; nothing written")
     log.info(
@@ -401,11 +416,7 @@ def cmd_aggregate(args):
     figures.mkdir(parents=True, exist_ok=True)
     plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
     truth = read_h5(args.truth, ["eval_u1"])[0]["eval_u1"]
-    model = {}
-    for p in args.marginal_samples:
-        arrays, attrs = read_h5(p, ["x"])
-        model[int(attrs["iteration"])] = arrays["x"]
-    plots.marginals(truth, model, figures / "marginals.png")
+    plots.marginals(truth, _samples_by_iteration(args.marginal_samples), figures / "marginals.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
 
 
@@ -457,11 +468,7 @@ def cmd_aggregate_images(args):
     shape = tuple(int(v) for v in read_h5(args.truth, [])[1]["shape"])
     figures = Path(args.figures_dir)
     plots.metric_curve(rows, columns[0], figures / "metric_curve.png")
-    grids = {}
-    for p in args.grid_samples:
-        arrays, attrs = read_h5(p, ["x"])
-        grids[int(attrs["iteration"])] = arrays["x"]
-    plots.sample_grids(grids, shape, figures / "samples.png")
+    plots.sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
 
 
@@ -474,18 +481,7 @@ def cmd_posterior_examples(args):
     index = torch.arange(e)
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "posterior_examples")
-    rows = index.repeat_interleave(p)
-    x = em_mmps.posterior_sample(
-        prior,
-        op[rows],
-        y[rows],
-        s.schedule,
-        s.estep_sampler,
-        s.estep_posterior,
-        s.estep_batch,
-        generator(seed),
-        s.device,
-    )
+    x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
     plots.posterior_examples(
         y[index], missing, x.reshape(e, p, -1), truth[index], shape, Path(args.out)
