@@ -483,8 +483,11 @@ def cmd_posterior_examples(args):
     seed = derive_seed(args.seed, args.exp, "posterior_examples")
     x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
+    observed, title = y[index], "observation"
+    if isinstance(op, KSpaceColumnMask):  # k-space is shown as its zero-filled image
+        observed, title = op[index].zero_filled(y[index]), "zero-filled"
     plots.posterior_examples(
-        y[index], missing, x.reshape(e, p, -1), truth[index], shape, Path(args.out)
+        observed, missing, x.reshape(e, p, -1), truth[index], shape, Path(args.out), title
     )
     log.info("posterior examples of %d observations from %s", e, args.prior)
 

@@ -160,10 +160,11 @@ def posterior_examples(
     truth: Tensor,
     shape: tuple[int, int, int],
     path: Path,
+    observed_title: str = "observation",
 ) -> None:
-    """One row per observation: the observation (missing pixels in red for masks), the
-    posterior samples, the truth. observed (E, D), missing (E, D) bool or None,
-    posterior (E, P, D), truth (E, D)."""
+    """One row per observation: the observation as an image (missing pixels in red for
+    masks; the zero-filled reconstruction for k-space), the posterior samples, the truth.
+    observed (E, D), missing (E, D) bool or None, posterior (E, P, D), truth (E, D)."""
     e, p = posterior.shape[:2]
     fig, axes = plt.subplots(e, p + 2, figsize=(1.0 * (p + 2), 1.05 * e), squeeze=False)
     obs_img = _to_display(observed, shape)
@@ -176,7 +177,7 @@ def posterior_examples(
         obs_img = rgb
     truth_img = _to_display(truth, shape)
     for i in range(e):
-        _show(axes[i, 0], obs_img[i], "observation" if i == 0 else None)
+        _show(axes[i, 0], obs_img[i], observed_title if i == 0 else None)
         samples = _to_display(posterior[i], shape)
         for j in range(p):
             _show(axes[i, j + 1], samples[j], f"sample {j + 1}" if i == 0 else None)
