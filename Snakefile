@@ -2,6 +2,7 @@
 # Table of contents: the config, its validation, one rules file per stage, rule all.
 # Demo: snakemake --profile local --configfile config/demo.yaml
 # Paper scale on SLURM: snakemake --profile slurm results/manifold/sinkhorn.csv
+#   (images: results/cifar10_mask75/fid.csv ...; MRI: results/mri/fid.csv, see README)
 
 import sys
 
