@@ -483,11 +483,14 @@ def cmd_posterior_examples(args):
     seed = derive_seed(args.seed, args.exp, "posterior_examples")
     x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
-    observed, title = y[index], "observation"
-    if isinstance(op, KSpaceColumnMask):  # k-space is shown as its zero-filled image
-        observed, title = op[index].zero_filled(y[index]), "zero-filled"
     plots.posterior_examples(
-        observed, missing, x.reshape(e, p, -1), truth[index], shape, Path(args.out), title
+        op[index].preview(y[index]),
+        missing,
+        x.reshape(e, p, -1),
+        truth[index],
+        shape,
+        Path(args.out),
+        op.preview_title,
     )
     log.info("posterior examples of %d observations from %s", e, args.prior)
 

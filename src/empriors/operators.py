@@ -39,6 +39,13 @@ class LinearOperator:
         """Tensors that fully describe the operator (stored next to y in observations.h5)."""
         raise NotImplementedError
 
+    preview_title = "observation"
+
+    def preview(self, y: Tensor) -> Tensor:
+        """Observations drawn as signals, for figures: y itself where it has the signal's
+        shape (masks, blur); operators whose y does not (k-space) override this."""
+        return y
+
 
 @dataclass
 class Projection(LinearOperator):
@@ -246,6 +253,8 @@ class KSpaceColumnMask(LinearOperator):
         return fastmri.ifft2c(self._mask(k) * k)[..., 0].reshape(y.shape[0], -1)
 
     zero_filled = adjoint
+    preview = adjoint
+    preview_title = "zero-filled"
 
     def __getitem__(self, index) -> KSpaceColumnMask:
         return KSpaceColumnMask(self.masks[index], self.shape)
