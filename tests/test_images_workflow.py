@@ -28,10 +28,11 @@ experiments:
     init: {rounds: 2}
     mstep: {steps: 100}
     estep: {steps: 16}
-    evaluate: {n_samples: 128, steps: 16, figure_iterations: [0, 1, 2]}
+    evaluate: {n_samples: 128, steps: 16, figure_iterations: [0, 1, 2],
+               accelerations: [4, 16], reconstructions: 6}
 """
 
-GPU_RULES = ("init_prior", "estep", "mstep", "sample_prior", "evaluate_images")
+GPU_RULES = ("init_prior", "estep", "mstep", "sample_prior", "evaluate_images", "reconstruct")
 
 CIFAR_CONFIGS = [
     "cifar10_mask25",
@@ -84,6 +85,7 @@ def test_mri_headline_command_plans_16_iterations_on_gpus(tmp_path):
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert stats["estep"] == "256" and stats["mstep"] == "16", stats
     assert stats["sample_prior"] == str(17 * 16) and stats["evaluate_images"] == "17", stats
+    assert stats["reconstruct"] == "17", stats  # held-out PSNR/SSIM of every q_k
     jobs = re.findall(r"^rule (\w+):\n(.*?)(?=^\[|\Z)", proc.stdout, re.M | re.S)
     assert {name for name, _ in jobs} >= set(GPU_RULES)
     for name, block in jobs:
@@ -100,6 +102,12 @@ def test_mri_demo_on_phantoms_gives_fid_csv(tmp_path):
     rows = list(csv.DictReader(open(res / "fid.csv")))
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
     assert all(math.isfinite(float(r["fd_pixels"])) for r in rows)
+    for r in ("r4", "r16"):  # held-out reconstructions: samples, their mean, zero-filled
+        for column in ("psnr_", "ssim_", "psnr_mean_", "ssim_mean_", "psnr_zf_", "ssim_zf_"):
+            assert all(math.isfinite(float(row[column + r])) for row in rows), column + r
+        assert len({row["psnr_zf_" + r] for row in rows}) == 1  # the same observations
+    assert float(rows[0]["psnr_zf_r4"]) > float(rows[0]["psnr_zf_r16"])
+    assert (res / "figures" / "reconstructions_iter_2.png").stat().st_size > 0
     samples = res / "iter_1" / "samples_0.h5"
     import h5py
 

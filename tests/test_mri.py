@@ -12,6 +12,7 @@ import torch
 
 from empriors.data.fastmri import MRIDataError, load_slices
 from empriors.data.phantoms import write_phantom_dataset
+from empriors.metrics.reconstruction import psnr_ssim, reconstruct_held_out, scores
 from empriors.operators import KSpaceColumnMask, operator_from_parameters
 
 
@@ -114,3 +115,45 @@ def test_masks_keep_one_over_r_and_always_the_centre_band(g, r):
     assert abs(op.masks.mean().item() * r - 1) < 0.03
     half = -(-60 // r)  # ceil(60 / r): the paper's band [160 - ceil(60/r), 160 + ceil(60/r))
     assert bool(op.masks[:, 160 - half : 160 + half].all())
+
+
+def _smooth_images(n: int, size: int, g) -> torch.Tensor:
+    """Blurred random images in [-2, 2] (N, size^2): structure for SSIM to see."""
+    x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, size, size, generator=g), 5, 1, 2)
+    x = (x - x.amin()) / (x.amax() - x.amin())
+    return (4 * x - 2).flatten(1).double()
+
+
+def test_psnr_follows_the_unit_scale_mse_and_ssim_is_one_for_the_truth(g):
+    truth = _smooth_images(3, 24, g)
+    noise = 0.4 * torch.randn(truth.shape, generator=g, dtype=torch.float64)
+    psnr, ssim = psnr_ssim(truth, truth + noise, (24, 24))
+    expected = (10 * torch.log10(1 / ((noise / 4) ** 2).mean(1))).mean().item()
+    assert psnr == pytest.approx(expected, abs=1e-6)
+    assert ssim < 0.9
+    assert psnr_ssim(truth, truth.clone() + 1e-9, (24, 24))[1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_held_out_reconstructions_reuse_observations_and_score_against_zero_filled(g):
+    truth = _smooth_images(4, 32, g)
+    calls = []
+
+    def zero_filled(op, y, r):  # a "posterior" that returns the baseline itself
+        calls.append((op.masks.clone(), y.clone(), r))
+        return op.zero_filled(y)
+
+    recs = reconstruct_held_out(truth, (32, 32), [4, 8], 1e-2, 2, zero_filled, seed=3)
+    again = reconstruct_held_out(truth, (32, 32), [4, 8], 1e-2, 2, zero_filled, seed=3)
+    for a, b in zip(recs, again, strict=True):  # same masks and noise whatever the iteration
+        assert torch.equal(a.masks, b.masks) and torch.equal(a.zero_filled, b.zero_filled)
+    masks, y, r = calls[0]
+    assert r == 4 and torch.equal(masks[0::2], masks[1::2]) and torch.equal(y[0::2], y[1::2])
+    assert [rec.samples.shape for rec in recs] == [(4, 2, 1024)] * 2
+    table = scores(recs, truth, (32, 32))
+    for label in ("r4", "r8"):  # sampling the baseline scores exactly the baseline
+        assert table[f"psnr_{label}"] == pytest.approx(table[f"psnr_zf_{label}"])
+        assert table[f"ssim_{label}"] == pytest.approx(table[f"ssim_zf_{label}"])
+        assert table[f"psnr_mean_{label}"] == pytest.approx(table[f"psnr_zf_{label}"])
+    assert table["psnr_zf_r4"] > table["psnr_zf_r8"]  # fewer columns, worse baseline
+    oracle = reconstruct_held_out(truth, (32, 32), [8], 1e-2, 1, lambda op, y, r: truth, 3)
+    assert scores(oracle, truth, (32, 32))["psnr_r8"] == float("inf")

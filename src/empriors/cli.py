@@ -467,9 +467,71 @@ def cmd_aggregate_images(args):
     )
     shape = tuple(int(v) for v in read_h5(args.truth, [])[1]["shape"])
     figures = Path(args.figures_dir)
-    plots.metric_curve(rows, columns[0], figures / "metric_curve.png")
+    if args.reconstructions:
+        recs = [json.loads(Path(p).read_text()) for p in args.reconstructions]
+        recs = {r["iteration"]: r for r in recs}
+        covered = [r["iteration"] for r in rows]
+        if sorted(recs) != covered:
+            raise ArtifactError(f"reconstructions of iterations {sorted(recs)}, evals {covered}")
+        for r in rows:
+            r.update({k: v for k, v in recs[r["iteration"]].items() if k[:4] in ("psnr", "ssim")})
+    accelerations = [float(k[6:]) for k in rows[0] if k.startswith("psnr_r")]
+    plots.metric_curve(rows, columns[0], figures / "metric_curve.png", accelerations)
     plots.sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
+
+
+def cmd_reconstruct(args):
+    """MRI: posterior reconstructions of held-out slices at every evaluation acceleration by
+    q_k, PSNR/SSIM against the truth and the zero-filled baseline; Fig. 6 of iteration k."""
+    from empriors.metrics import reconstruction
+
+    started, s = now(), _settings(args)
+    ev = s.evaluate
+    truth_all, attrs = read_h5(args.truth, ["val"])
+    shape = tuple(int(v) for v in attrs["shape"])
+    val = truth_all["val"]
+    count = min(ev["reconstructions"], val.shape[0])
+    truth = val[torch.linspace(0, val.shape[0] - 1, count).round().long()]
+    prior = _load_prior(args.prior, s)
+    seed = derive_seed(args.seed, args.exp, "reconstruct")
+
+    def posterior(op, y, r):
+        g = generator(derive_seed(seed, args.iteration, reconstruction.acceleration_label(r)))
+        return em_mmps.posterior_sample(
+            prior,
+            op,
+            y,
+            s.schedule,
+            s.estep_sampler,
+            s.estep_posterior,
+            s.estep_batch,
+            g,
+            s.device,
+        )
+
+    recs = reconstruction.reconstruct_held_out(
+        truth,
+        shape[1:],
+        ev["accelerations"],
+        s.section("observation")["sigma_y"],
+        ev["posterior_samples"],
+        posterior,
+        seed,
+    )
+    if not all(torch.isfinite(r.samples).all() for r in recs):
+        raise FloatingPointError(f"reconstructions by {args.prior} contain NaN/Inf")
+    scores = reconstruction.scores(recs, truth, shape[1:])
+    log.info("iteration %d: %s", args.iteration, scores)
+    prov = provenance("reconstruct", s.raw, [args.prior, args.truth], seed, started)
+    tensors = {"truth": truth}
+    for r in recs:
+        label = reconstruction.acceleration_label(r.acceleration)
+        tensors |= {f"{label}/masks": r.masks, f"{label}/zero_filled": r.zero_filled}
+        tensors[f"{label}/samples"] = r.samples
+    write_h5(args.samples_out, tensors, prov, {"iteration": args.iteration, "shape": shape})
+    plots.mri_reconstructions(recs, truth, shape, Path(args.figure))
+    _write_json(args.out, {"iteration": args.iteration, **scores, "provenance": prov})
 
 
 def cmd_posterior_examples(args):
@@ -663,9 +725,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("posterior-examples", cmd_posterior_examples, "images: posterior samples figure")
     for a in ("--prior", "--observations", "--truth", "--out"):
         sp.add_argument(a, required=True)
+    sp = stage("reconstruct", cmd_reconstruct, "MRI: held-out reconstructions, PSNR/SSIM")
+    for a in ("--prior", "--truth", "--out", "--samples-out", "--figure"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=int, required=True)
     sp = sub.add_parser("aggregate-images", help="images: fid.csv, metric curve, sample grids")
     sp.add_argument("--evals", nargs="+", required=True)
     sp.add_argument("--grid-samples", nargs="+", required=True)
+    sp.add_argument("--reconstructions", nargs="*", default=[], help="MRI: reconstruct JSONs")
     for a in ("--truth", "--out", "--figures-dir"):
         sp.add_argument(a, required=True)
     sp.set_defaults(fn=cmd_aggregate_images, threads=None)

@@ -121,16 +121,37 @@ def _show(ax, image: np.ndarray, title: str | None = None):
         ax.set_title(title, fontsize=7)
 
 
-def metric_curve(rows: list[dict], metric: str, path: Path) -> None:
-    """Paper Fig. 4: the image metric (FID, or the named offline metric) against iteration."""
+def metric_curve(
+    rows: list[dict], metric: str, path: Path, accelerations: list[float] = ()
+) -> None:
+    """Paper Fig. 4: the image metric (FID, or the named offline metric) against iteration.
+    With ``accelerations`` (MRI), a second panel: PSNR of the posterior reconstructions of
+    held-out slices per r (single samples, and dotted the mean of the samples), each r's
+    zero-filled baseline dashed in the same colour."""
     k = [r["iteration"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    panels = 2 if accelerations else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.2), squeeze=False)
+    ax = axes[0, 0]
     ax.plot(k, [r[metric] for r in rows], "o-")
     ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
     ax.set_ylabel(metric)
     if min(r[metric] for r in rows) > 0:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    if accelerations:
+        from empriors.metrics.reconstruction import acceleration_label
+
+        ax = axes[0, 1]
+        for i, acc in enumerate(accelerations):
+            label, colour = acceleration_label(acc), f"C{i}"
+            ax.plot(k, [r[f"psnr_{label}"] for r in rows], "o-", color=colour, label=f"r={acc:g}")
+            ax.plot(k, [r[f"psnr_mean_{label}"] for r in rows], ":", color=colour)
+            ax.axhline(rows[0][f"psnr_zf_{label}"], color=colour, ls="--", lw=0.8)
+        ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title("held-out: samples (o-), mean of samples (:), zero-filled (--)", fontsize=8)
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
     _save(fig, path)
 
 
@@ -182,4 +203,25 @@ def posterior_examples(
         for j in range(p):
             _show(axes[i, j + 1], samples[j], f"sample {j + 1}" if i == 0 else None)
         _show(axes[i, -1], truth_img[i], "truth" if i == 0 else None)
+    _save(fig, path)
+
+
+def mri_reconstructions(
+    recs: list, truth: Tensor, shape: tuple[int, int, int], path: Path, example: int = 0
+) -> None:
+    """The MRI paper's Fig. 6 layout for one held-out slice: one row per acceleration r with
+    the k-space column mask, the zero-filled inverse, two posterior samples and the truth.
+    ``recs``: :class:`empriors.metrics.reconstruction.Reconstructions` per r; truth (N, H W)."""
+    h, w = shape[1:]
+    columns = ["mask", "zero-filled", "sample 1", "sample 2", "truth"]
+    fig, axes = plt.subplots(len(recs), 5, figsize=(5.0, 1.05 * len(recs)), squeeze=False)
+    truth_img = _to_display(truth[example : example + 1], shape)[0]
+    for i, rec in enumerate(recs):
+        mask = np.broadcast_to(rec.masks[example].float().numpy()[None, :], (h, w))
+        samples = _to_display(rec.samples[example, :2], shape)
+        images = [mask, _to_display(rec.zero_filled[example : example + 1], shape)[0]]
+        images += [samples[j] for j in range(samples.shape[0])] + [truth_img]
+        for j, image in enumerate(images):
+            _show(axes[i, j], image, columns[j] if i == 0 else None)
+        axes[i, 0].set_ylabel(f"r = {rec.acceleration:g}", fontsize=8)
     _save(fig, path)

@@ -129,6 +129,19 @@ def grid_samples(exp):
     return [f"results/{exp}/eval/iter_{k}/samples_0.h5" for k in sorted(set(ks))]
 
 
+def reconstructs(exp):
+    """MRI: whether held-out reconstructions are scored every iteration."""
+    return "accelerations" in experiment(exp)["evaluate"]
+
+
+def reconstruction_evals(exp):
+    if not reconstructs(exp):
+        return []
+    if experiment(exp)["observation"]["kind"] != "kspace_columns":
+        raise ValueError(f"experiments.{exp}.evaluate.accelerations needs kspace_columns observations")
+    return [f"results/{exp}/eval/iter_{k}/reconstructions.json" for k in range(iterations(exp) + 1)]
+
+
 def last_prior(wildcards):
     return f"results/{wildcards.exp}/iter_{iterations(wildcards.exp)}/prior.pt"
 
@@ -154,6 +167,9 @@ def all_targets():
             targets += [f"results/{name}/fid.csv", f"results/{name}/figures/metric_curve.png",
                         f"results/{name}/figures/samples.png",
                         f"results/{name}/figures/posterior_examples.png"]
+            if reconstructs(name):
+                k = iterations(name)
+                targets += [f"results/{name}/figures/reconstructions_iter_{k}.png"]
         else:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
                         f"results/{name}/figures/marginals.png"]

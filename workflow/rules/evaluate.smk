@@ -137,10 +137,37 @@ rule posterior_examples:
         "--observations {input.obs} --truth {input.truth} --out {output} 2> {log}"
 
 
+rule reconstruct:
+    input:
+        prior="results/{exp}/iter_{k}/prior.pt",
+        truth="results/{exp}/truth.h5",
+    output:
+        json="results/{exp}/eval/iter_{k}/reconstructions.json",
+        samples="results/{exp}/eval/iter_{k}/reconstructions.h5",
+        figure="results/{exp}/figures/reconstructions_iter_{k}.png",
+    wildcard_constraints:
+        k=r"[0-9]+",
+        exp=experiments_pattern(images=True),
+    params:
+        args=stage_args("evaluate", "observation", "estep", "diffusion", "network"),
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/reconstruct_{k}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors reconstruct {params.args} --iteration {wildcards.k} "
+        "--prior {input.prior} --truth {input.truth} --out {output.json} "
+        "--samples-out {output.samples} --figure {output.figure} 2> {log}"
+
+
 rule aggregate_images:
     input:
         evals=lambda wc: evals(wc.exp),
         samples=lambda wc: grid_samples(wc.exp),
+        reconstructions=lambda wc: reconstruction_evals(wc.exp),
         truth="results/{exp}/truth.h5",
         snapshots=lambda wc: snapshots(wc.exp),
     output:
@@ -155,5 +182,6 @@ rule aggregate_images:
         ENV
     shell:
         "python -m empriors aggregate-images --evals {input.evals} "
-        "--grid-samples {input.samples} --truth {input.truth} --out {output.csv} "
+        "--grid-samples {input.samples} --reconstructions {input.reconstructions} "
+        "--truth {input.truth} --out {output.csv} "
         "--figures-dir results/{wildcards.exp}/figures 2> {log}"
