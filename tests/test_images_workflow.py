@@ -24,6 +24,7 @@ experiments:
 TINY_MRI = """
 experiments:
   mri:
+    data: {volumes: 10, validation_volumes: 2}
     em: {iterations: 2}
     init: {rounds: 2}
     mstep: {steps: 100}

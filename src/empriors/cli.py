@@ -458,6 +458,8 @@ def cmd_evaluate_images(args):
 
 def cmd_aggregate_images(args):
     """fid.csv (the metric per iteration, named columns), the metric curve and sample grids."""
+    from empriors.metrics import reconstruction
+
     evals = [json.loads(Path(p).read_text()) for p in args.evals]
     metric = evals[0]["metric"]
     columns = ["fd_pixels"] if metric == "fd_pixels" else ["fid", "is", "is_std", "fd_pixels"]
@@ -467,15 +469,17 @@ def cmd_aggregate_images(args):
     )
     shape = tuple(int(v) for v in read_h5(args.truth, [])[1]["shape"])
     figures = Path(args.figures_dir)
+    accelerations = []
     if args.reconstructions:
         recs = [json.loads(Path(p).read_text()) for p in args.reconstructions]
         recs = {r["iteration"]: r for r in recs}
         covered = [r["iteration"] for r in rows]
         if sorted(recs) != covered:
             raise ArtifactError(f"reconstructions of iterations {sorted(recs)}, evals {covered}")
+        accelerations = recs[covered[0]]["accelerations"]
+        scores = reconstruction.score_columns(accelerations)
         for r in rows:
-            r.update({k: v for k, v in recs[r["iteration"]].items() if k[:4] in ("psnr", "ssim")})
-    accelerations = [float(k[6:]) for k in rows[0] if k.startswith("psnr_r")]
+            r.update({c: recs[r["iteration"]][c] for c in scores})
     plots.metric_curve(rows, columns[0], figures / "metric_curve.png", accelerations)
     plots.sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
@@ -531,7 +535,8 @@ def cmd_reconstruct(args):
         tensors[f"{label}/samples"] = r.samples
     write_h5(args.samples_out, tensors, prov, {"iteration": args.iteration, "shape": shape})
     plots.mri_reconstructions(recs, truth, shape, Path(args.figure))
-    _write_json(args.out, {"iteration": args.iteration, **scores, "provenance": prov})
+    result = {"iteration": args.iteration, "accelerations": ev["accelerations"], **scores}
+    _write_json(args.out, {**result, "provenance": prov})
 
 
 def cmd_posterior_examples(args):

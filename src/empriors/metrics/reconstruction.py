@@ -43,6 +43,12 @@ def acceleration_label(r: float) -> str:
     return f"r{float(r):g}"
 
 
+def score_columns(accelerations: list[float]) -> list[str]:
+    """The CSV columns of :func:`scores`, grouped by acceleration in the given order."""
+    kinds = ("psnr", "psnr_mean", "psnr_zf", "ssim", "ssim_mean", "ssim_zf")
+    return [f"{kind}_{acceleration_label(r)}" for r in accelerations for kind in kinds]
+
+
 def reconstruct_held_out(
     truth: Tensor,
     shape: tuple[int, int],
