@@ -501,18 +501,9 @@ def cmd_reconstruct(args):
     seed = derive_seed(args.seed, args.exp, "reconstruct")
 
     def posterior(op, y, r):
-        g = generator(derive_seed(seed, args.iteration, reconstruction.acceleration_label(r)))
-        return em_mmps.posterior_sample(
-            prior,
-            op,
-            y,
-            s.schedule,
-            s.estep_sampler,
-            s.estep_posterior,
-            s.estep_batch,
-            g,
-            s.device,
-        )
+        label = reconstruction.acceleration_label(r)
+        rows = torch.arange(y.shape[0])
+        return _estep_samples(s, prior, op, y, rows, derive_seed(seed, args.iteration, label))
 
     recs = reconstruction.reconstruct_held_out(
         truth,

@@ -213,12 +213,15 @@ def mri_reconstructions(
     the k-space column mask, the zero-filled inverse, two posterior samples and the truth.
     ``recs``: :class:`empriors.metrics.reconstruction.Reconstructions` per r; truth (N, H W)."""
     h, w = shape[1:]
-    columns = ["mask", "zero-filled", "sample 1", "sample 2", "truth"]
-    fig, axes = plt.subplots(len(recs), 5, figsize=(5.0, 1.05 * len(recs)), squeeze=False)
+    shown = min(2, recs[0].samples.shape[1])
+    columns = ["mask", "zero-filled", *(f"sample {j + 1}" for j in range(shown)), "truth"]
+    fig, axes = plt.subplots(
+        len(recs), len(columns), figsize=(1.0 * len(columns), 1.05 * len(recs)), squeeze=False
+    )
     truth_img = _to_display(truth[example : example + 1], shape)[0]
     for i, rec in enumerate(recs):
         mask = np.broadcast_to(rec.masks[example].float().numpy()[None, :], (h, w))
-        samples = _to_display(rec.samples[example, :2], shape)
+        samples = _to_display(rec.samples[example, :shown], shape)
         images = [mask, _to_display(rec.zero_filled[example : example + 1], shape)[0]]
         images += [samples[j] for j in range(samples.shape[0])] + [truth_img]
         for j, image in enumerate(images):
