@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from empriors import plots
+from empriors import methods, plots
 from empriors.config import (
     ConfigError,
     ExperimentSettings,
@@ -38,13 +38,11 @@ from empriors.data.io import (
 from empriors.data.manifold import manifold_dataset
 from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
+from empriors.methods.prior import Prior, build_denoiser
 from empriors.metrics.fid import image_metric
 from empriors.metrics.sinkhorn import entropic_ot
 from empriors.operators import (
-    GaussianBlur,
-    KSpaceColumnMask,
     PixelMask,
-    Projection,
     observe,
     operator_from_parameters,
 )
@@ -84,30 +82,57 @@ def _load_observations(path: str | Path):
     return y, op, int(attrs["dim"]), shape
 
 
-def _save_prior(path, prior: em_mmps.Prior, extra: dict, prov: dict):
+def _save_prior(path, prior: Prior, extra: dict, prov: dict):
     payload = {"gaussian": prior.gaussian.state_dict(), "features": prior.gaussian.dim, **extra}
     if prior.network is not None:
         payload["network"] = prior.network.state_dict()
+        payload["network_condition"] = prior.network.condition_features
+    if prior.flow is not None:  # FlowDiff: the flow with the sizes that rebuild it
+        payload["flow"] = prior.flow.state_dict()
+        payload["flow_transforms"] = prior.flow.transforms
+        payload["flow_hidden"] = list(prior.flow.hidden)
     save_checkpoint(path, payload, prov)
 
 
-def _load_prior(path, settings: ExperimentSettings) -> em_mmps.Prior:
+def _load_prior(path, settings: ExperimentSettings) -> Prior:
     state = load_checkpoint(path)
     for key in ("gaussian", "features"):
         if key not in state:
             raise ArtifactError(f"{path} is not a prior checkpoint (no {key!r})")
     gaussian = LowRankGaussian.from_state_dict(state["gaussian"])
-    network = None
-    if "network" in state:
-        network = em_mmps.build_denoiser(settings, int(state["features"]))
-        try:
+    network = flow = None
+    try:
+        if "network" in state:
+            condition = int(state.get("network_condition", 0))
+            network = build_denoiser(settings, int(state["features"]), condition)
             network.load_state_dict(state["network"])
-        except RuntimeError as e:
-            raise ArtifactError(
-                f"{path}: network weights do not fit the configured network: {e}"
-            ) from e
-        network = network.to(settings.device).eval()
-    return em_mmps.Prior(gaussian, network)
+            network = network.to(settings.device).eval()
+        if "flow" in state:
+            from empriors.methods.flowdiff import flow_from_state
+
+            flow = flow_from_state(
+                state["flow"], int(state["flow_transforms"]), tuple(state["flow_hidden"])
+            )
+    except RuntimeError as e:
+        raise ArtifactError(f"{path}: weights do not fit the configured network: {e}") from e
+    return Prior(gaussian, network, flow)
+
+
+def _iteration(value: str) -> int | str:
+    """--iteration: a lap number, or ``final`` (DiffEM's final unconditional prior)."""
+    if value == "final":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"iteration must be an integer or 'final': {value!r}"
+        ) from None
+
+
+def _iteration_order(iteration: int | str) -> tuple[int, int]:
+    """Sort key: laps in order, ``final`` last."""
+    return (1, 0) if iteration == "final" else (0, int(iteration))
 
 
 def _samples_by_iteration(paths) -> dict[int, torch.Tensor]:
@@ -148,7 +173,7 @@ def cmd_corrupt(args):
         data["eps"],
         g,
     )
-    op = Projection.random(train.shape[0], obs["rows"], data["dim"], g)
+    op = s.random_operator(train.shape[0], data["dim"], None, g)
     y = observe(train, op, obs["sigma_y"], g)
     prov = provenance("corrupt", {"data": data, "observation": obs}, [], seed, started)
     write_h5(args.truth, {"train": train, "eval_u1": u1, "eval_u2": u2}, prov)
@@ -167,12 +192,9 @@ def _corrupt_images(args, data: dict, obs: dict, started: str):
     x, shape = load_image_data(data)
     seed = derive_seed(args.seed, args.exp, "data")
     g = generator(seed)
-    if obs["kind"] == "pixel_mask":
-        op = PixelMask.random_shared(x.shape[0], shape, obs["missing"], g)
-    elif obs["kind"] == "gaussian_blur":
-        op = GaussianBlur(shape, obs["kernel_size"], obs["std"])
-    else:
+    if obs["kind"] not in ("pixel_mask", "gaussian_blur"):
         raise ConfigError(f"images are observed by pixel_mask or gaussian_blur, not {obs['kind']}")
+    op = _settings(args).random_operator(x.shape[0], x.shape[1], shape, g)
     y = observe(x, op, obs["sigma_y"], g)
     inputs = [data["archive"]] if "archive" in data else []
     prov = provenance("corrupt", {"data": data, "observation": obs}, inputs, seed, started)
@@ -231,7 +253,7 @@ def _corrupt_mri(args, data: dict, obs: dict, started: str):
     x_val, _ = load_slices(files[-held:], first, last, size)
     seed = derive_seed(args.seed, args.exp, "data")
     g = generator(seed)
-    op = KSpaceColumnMask.random(x.shape[0], size, obs["acceleration"], g)
+    op = _settings(args).random_operator(x.shape[0], x.shape[1], (1, *size), g)
     y = observe(x, op, obs["sigma_y"], g)
     inputs = [str(f) for f in files] if data["kind"] == "fastmri" else []
     prov = provenance("corrupt", {"data": data, "observation": obs}, inputs, seed, started)
@@ -278,18 +300,9 @@ def cmd_init_prior(args):
 
 def _estep_samples(s: ExperimentSettings, prior, op, y: torch.Tensor, rows, seed: int):
     """One posterior sample per entry of ``rows`` (observation indices, repeats allowed),
-    with the E-step's sampler and posterior settings."""
-    return em_mmps.posterior_sample(
-        prior,
-        op[rows],
-        y[rows],
-        s.schedule,
-        s.estep_sampler,
-        s.estep_posterior,
-        s.estep_batch,
-        generator(seed),
-        s.device,
-    )
+    with the E-step's settings: the flow (FlowDiff), the conditional network (DiffEM) or the
+    configured posterior sampler under the prior (EM-MMPS, and every method's lap 1)."""
+    return methods.posterior_samples(prior, op[rows], y[rows], s, seed)
 
 
 def cmd_estep(args):
@@ -334,25 +347,49 @@ def cmd_mstep(args):
     previous = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "mstep", args.iteration)
     resume = Path(args.resume_dir) / f"iter_{args.iteration}.pt"
-    prior, losses = em_mmps.m_step(kept, previous, s, seed, resume)
-    prov = provenance(
-        "mstep",
-        s.raw,
-        [*args.samples, args.prior],
-        seed,
-        started,
-    )
+    observations = None
+    if s.method != "em_mmps":
+        y, op, _, shape = _load_observations(args.observations)
+        observations = (op, y, shape)
+    prior, losses = methods.m_step(kept, previous, s, seed, resume, observations)
+    inputs = [*args.samples, args.prior] + ([args.observations] if observations else [])
+    prov = provenance("mstep", s.raw, inputs, seed, started)
     _save_prior(
         args.out,
         prior,
-        {
-            "iteration": args.iteration,
-            "losses": torch.tensor(losses, dtype=torch.float64),
-            "kept": kept.shape[0],
-        },
+        {"iteration": args.iteration, **losses, "kept": kept.shape[0], "method": s.method},
         prov,
     )
     resume.unlink(missing_ok=True)
+
+
+def cmd_final_prior(args):
+    """DiffEM: the prior evaluation samples, a fresh unconditional denoiser trained on the last
+    lap's reconstructions (all shards)."""
+    from empriors.methods import diffem
+
+    started, s = now(), _settings(args)
+    x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in args.samples])
+    kept = em_mmps.keep_in_range(x, s.keep_range)
+    seed = derive_seed(args.seed, args.exp, "final_prior")
+    resume = Path(args.resume_dir) / "final.pt"
+    prior, losses = diffem.final_prior(kept, s, seed, resume)
+    prov = provenance("final_prior", s.raw, list(args.samples), seed, started)
+    payload = {"iteration": "final", "losses": torch.tensor(losses, dtype=torch.float64)}
+    _save_prior(args.out, prior, {**payload, "kept": kept.shape[0]}, prov)
+    resume.unlink(missing_ok=True)
+
+
+def _conditional_inputs(args, prior: Prior, rows: torch.Tensor):
+    """(op, y) of observation ``rows`` (cycled) when the prior is DiffEM's conditional model
+    (its evaluation samples reconstruct observations); None otherwise."""
+    if not prior.conditional:
+        return None
+    if not args.observations:
+        raise ConfigError("evaluating a conditional (DiffEM) model needs --observations")
+    y, op, _, _ = _load_observations(args.observations)
+    rows = rows % y.shape[0]
+    return op[rows], y[rows]
 
 
 def cmd_eval_reference(args):
@@ -379,14 +416,10 @@ def cmd_evaluate(args):
     reference = json.loads(Path(args.reference).read_text())
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "evaluate", args.iteration)
-    v = em_mmps.prior_sample(
-        prior,
-        s.evaluate["n_samples"],
-        s.schedule,
-        s.eval_sampler,
-        s.evaluate["batch_size"],
-        generator(seed),
-        s.device,
+    n = s.evaluate["n_samples"]
+    observations = _conditional_inputs(args, prior, torch.arange(n))
+    v = methods.model_samples(
+        prior, n, s.eval_sampler, s.evaluate["batch_size"], s, seed, observations
     )
     if not torch.isfinite(v).all():
         raise FloatingPointError(f"model samples of {args.prior} contain NaN/Inf")
@@ -411,7 +444,7 @@ def cmd_aggregate(args):
     for path in args.evals:
         r = json.loads(Path(path).read_text())
         rows.append({k: r[k] for k in ("iteration", "sinkhorn", "sinkhorn_divergence", "ot_u1_v")})
-    rows.sort(key=lambda r: r["iteration"])
+    rows.sort(key=lambda r: _iteration_order(r["iteration"]))
     figures = Path(args.figures_dir)
     figures.mkdir(parents=True, exist_ok=True)
     plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
@@ -431,9 +464,8 @@ def cmd_sample_prior(args):
     n = index.stop - index.start
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, args.exp, "sample_prior", args.iteration, args.shard)
-    x = em_mmps.prior_sample(
-        prior, n, s.schedule, s.eval_sampler, ev["batch_size"], generator(seed), s.device
-    )
+    observations = _conditional_inputs(args, prior, torch.arange(index.start, index.stop))
+    x = methods.model_samples(prior, n, s.eval_sampler, ev["batch_size"], s, seed, observations)
     if not torch.isfinite(x).all():
         raise FloatingPointError(f"samples of {args.prior} contain NaN/Inf; nothing written")
     prov = provenance("sample_prior", s.raw, [args.prior], seed, started)
@@ -465,7 +497,7 @@ def cmd_aggregate_images(args):
     columns = ["fd_pixels"] if metric == "fd_pixels" else ["fid", "is", "is_std", "fd_pixels"]
     rows = sorted(
         ({"iteration": r["iteration"], **{c: r[c] for c in columns}} for r in evals),
-        key=lambda r: r["iteration"],
+        key=lambda r: _iteration_order(r["iteration"]),
     )
     shape = tuple(int(v) for v in read_h5(args.truth, [])[1]["shape"])
     figures = Path(args.figures_dir)
@@ -473,13 +505,13 @@ def cmd_aggregate_images(args):
     if args.reconstructions:
         recs = [json.loads(Path(p).read_text()) for p in args.reconstructions]
         recs = {r["iteration"]: r for r in recs}
-        covered = [r["iteration"] for r in rows]
+        covered = [r["iteration"] for r in rows if r["iteration"] != "final"]
         if sorted(recs) != covered:
             raise ArtifactError(f"reconstructions of iterations {sorted(recs)}, evals {covered}")
         accelerations = recs[covered[0]]["accelerations"]
         scores = reconstruction.score_columns(accelerations)
         for r in rows:
-            r.update({c: recs[r["iteration"]][c] for c in scores})
+            r.update({c: recs.get(r["iteration"], {}).get(c, "") for c in scores})
     plots.metric_curve(rows, columns[0], figures / "metric_curve.png", accelerations)
     plots.sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
@@ -699,25 +731,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", nargs="+", required=True)
     for a in ("--prior", "--out", "--resume-dir"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--observations", help="observations.h5 (DiffEM, FlowDiff)")
     sp.add_argument("--iteration", type=int, required=True)
+    sp = stage("final-prior", cmd_final_prior, "DiffEM: the final unconditional prior")
+    sp.add_argument("--samples", nargs="+", required=True)
+    for a in ("--out", "--resume-dir"):
+        sp.add_argument(a, required=True)
     sp = stage("eval-reference", cmd_eval_reference, "OT terms between true sets (once)")
     sp.add_argument("--truth", required=True)
     sp.add_argument("--out", required=True)
     sp = stage("evaluate", cmd_evaluate, "sample a prior and score it against the truth")
     for a in ("--prior", "--truth", "--reference", "--out", "--samples-out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument("--observations", help="observations.h5 (a DiffEM conditional model)")
+    sp.add_argument("--iteration", type=_iteration, required=True)
 
     sp = stage("sample-prior", cmd_sample_prior, "images: one shard of evaluation samples")
     for a in ("--prior", "--out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument("--observations", help="observations.h5 (a DiffEM conditional model)")
+    sp.add_argument("--iteration", type=_iteration, required=True)
     sp.add_argument("--shard", type=int, required=True)
     sp = stage("evaluate-images", cmd_evaluate_images, "images: the metric of one iteration")
     sp.add_argument("--samples", nargs="+", required=True)
     for a in ("--truth", "--out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument("--iteration", type=_iteration, required=True)
     sp = stage("posterior-examples", cmd_posterior_examples, "images: posterior samples figure")
     for a in ("--prior", "--observations", "--truth", "--out"):
         sp.add_argument(a, required=True)

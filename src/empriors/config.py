@@ -19,6 +19,13 @@ import torch
 import yaml
 
 from empriors.diffusion import VESchedule
+from empriors.operators import (
+    GaussianBlur,
+    KSpaceColumnMask,
+    LinearOperator,
+    PixelMask,
+    Projection,
+)
 from empriors.train import Augment, TrainSettings
 
 # The schema lives with the workflow (one source of truth); the package is installed editable.
@@ -105,6 +112,21 @@ class PosteriorSettings:
 
 
 @dataclass(frozen=True)
+class FlowSettings:
+    """FlowDiff's conditional flow (see empriors.methods.flowdiff): zuko NSF with
+    ``transforms`` coupling transforms of ``hidden`` widths, trained ``steps`` Adam steps of
+    ``batch_size`` observations at ``lr`` per round, the likelihood N(y; A x, sigma_y^2 I)."""
+
+    transforms: int
+    hidden: tuple[int, ...]
+    steps: int
+    batch_size: int
+    lr: float
+    sigma_y: float
+    clip: float | None = 1.0
+
+
+@dataclass(frozen=True)
 class NetworkSettings:
     """``mlp``: hidden, embedding. ``unet``: shape (C, H, W), channels, blocks,
     attention levels with ``heads`` heads, embedding, dropout, pixel-unshuffle factor."""
@@ -140,6 +162,31 @@ class ExperimentSettings:
         if name not in self.raw:
             raise ConfigError(f"this stage was not given the config section {name!r}")
         return self.raw[name]
+
+    @cached_property
+    def method(self) -> str:
+        """em_mmps | diffem | flowdiff (every stage is given it)."""
+        return self.raw.get("method", "em_mmps")
+
+    def random_operator(
+        self, n: int, dim: int, shape: tuple[int, ...] | None, generator: torch.Generator
+    ) -> LinearOperator:
+        """n forward operators of the configured observation family, drawn from
+        ``generator``: the corrupt stage's draw, and DiffEM's fresh corruptions.
+        ``shape``: (C, H, W) of images, None for the manifold."""
+        obs = self.section("observation")
+        kind = obs["kind"]
+        if kind == "projection":
+            return Projection.random(n, obs["rows"], dim, generator)
+        if shape is None:
+            raise ConfigError(f"observation.kind {kind!r} needs image data")
+        if kind == "pixel_mask":
+            return PixelMask.random_shared(n, shape, obs["missing"], generator)
+        if kind == "gaussian_blur":
+            return GaussianBlur(shape, obs["kernel_size"], obs["std"])
+        if kind == "kspace_columns":
+            return KSpaceColumnMask.random(n, tuple(shape[1:]), obs["acceleration"], generator)
+        raise ConfigError(f"unknown observation.kind {kind!r}")
 
     @cached_property
     def schedule(self) -> VESchedule:
@@ -241,6 +288,21 @@ class ExperimentSettings:
         if shape is None:
             raise ConfigError("mstep.augment needs image data (a unet network with a shape)")
         return Augment(shape, block["hflip"], block["shift"])
+
+    # FlowDiff --------------------------------------------------------------------------
+    @cached_property
+    def flow(self) -> FlowSettings:
+        f = self.section("flow")
+        sigma_y = f.get("sigma_y") or self.section("observation")["sigma_y"]
+        return FlowSettings(
+            f["transforms"],
+            tuple(f["hidden"]),
+            f["steps"],
+            f["batch_size"],
+            f["lr"],
+            sigma_y,
+            f.get("clip", 1.0),
+        )
 
     # evaluation ------------------------------------------------------------------------
     @cached_property

@@ -51,19 +51,44 @@ class Denoiser(nn.Module):
     c_skip = 1/(sigma^2+1), c_out = sigma/sqrt(sigma^2+1), c_in = 1/sqrt(sigma^2+1).
 
     ``backbone(x_scaled, log_sigma) -> (B, *S)``; it embeds log sigma itself.
+
+    Conditional (DiffEM's d(x_t, y), ``condition_features`` > 0): the backbone sees the
+    concatenation [c_in x_t, c] with c (B, m) the observation as network input
+    (:meth:`empriors.operators.LinearOperator.condition`); for flat images of shape (C, H, W)
+    and c of shape (B, C' H W) that is the channel concatenation (C + C', H, W).
     """
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, condition_features: int = 0):
         super().__init__()
         self.backbone = backbone
+        self.condition_features = condition_features
 
-    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+    def forward(self, x_t: Tensor, sigma: Tensor, condition: Tensor | None = None) -> Tensor:
+        if (condition is None) != (self.condition_features == 0):
+            raise ValueError(
+                f"this denoiser takes {self.condition_features} condition features; "
+                f"got condition={None if condition is None else tuple(condition.shape)}"
+            )
         sigma = torch.as_tensor(sigma, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
         s = sigma.reshape(-1, *([1] * (x_t.ndim - 1)))
         c_skip = 1 / (s**2 + 1)
         c_out = s / torch.sqrt(s**2 + 1)
         c_in = 1 / torch.sqrt(s**2 + 1)
-        return c_skip * x_t + c_out * self.backbone(c_in * x_t, torch.log(sigma))
+        inputs = c_in * x_t
+        if condition is not None:
+            inputs = torch.cat([inputs, condition.to(x_t.dtype)], dim=-1)
+        return c_skip * x_t + c_out * self.backbone(inputs, torch.log(sigma))
+
+
+class Conditioned:
+    """The denoiser x_t, sigma -> d(x_t, sigma, c) of a conditional network at fixed c (B, m),
+    so that the unconditional samplers draw x ~ q(x | y)."""
+
+    def __init__(self, network: Denoiser, condition: Tensor):
+        self.network, self.condition = network, condition
+
+    def __call__(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self.network(x_t, sigma, self.condition)
 
 
 def beta33(n: int, generator: torch.Generator, dtype=torch.float32, device=None) -> Tensor:
@@ -75,16 +100,41 @@ def beta33(n: int, generator: torch.Generator, dtype=torch.float32, device=None)
 
 
 def denoising_loss(
-    denoiser: nn.Module, x: Tensor, schedule: VESchedule, generator: torch.Generator
+    denoiser: nn.Module,
+    x: Tensor,
+    schedule: VESchedule,
+    generator: torch.Generator,
+    condition: Tensor | None = None,
 ) -> Tensor:
-    """E_t E_z [ lambda_t * mean_features (d(x + sigma_t z) - x)^2 ], t ~ Beta(3,3),
-    lambda_t = 1/sigma_t^2 + 1. ``x``: (B, *S). Returns a scalar."""
+    """E_t E_z [ lambda_t * mean_features (d(x + sigma_t z [, c]) - x)^2 ], t ~ Beta(3,3),
+    lambda_t = 1/sigma_t^2 + 1. ``x``: (B, *S), ``condition`` c: (B, m) or None. Returns a
+    scalar."""
     t = beta33(x.shape[0], generator, dtype=x.dtype, device=x.device)
     sigma = schedule.sigma(t)
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-    err = (denoiser(x + s * z, sigma) - x).square().flatten(1).mean(dim=1)
+    extra = () if condition is None else (condition,)
+    err = (denoiser(x + s * z, sigma, *extra) - x).square().flatten(1).mean(dim=1)
     return ((1 / sigma**2 + 1) * err).mean()
+
+
+def diffusion_bound(denoiser: DenoiserFn, x: Tensor, schedule: VESchedule) -> Tensor:
+    """A one-sample estimate of the denoising bound on -log p_theta(x), up to a constant:
+
+    -log p(x) <= (1/2) int_0^1 g(t)^2 E_z |s_theta(x_t) - grad log p(x_t | x)|^2 dt + C
+              = log(sigma_max / sigma_min) E_{t ~ U(0,1)} E_z [ |d(x_t) - x|^2 / sigma_t^2 ] + C,
+
+    with g(t)^2 = d sigma_t^2 / dt = 2 sigma_t^2 log(sigma_max / sigma_min) for the log-linear
+    schedule and s_theta = (d - x_t) / sigma_t^2 (the continuous-time ELBO of score models;
+    C holds the prior term at sigma_max and the reconstruction term at sigma_min, which do
+    not depend on theta). ``x``: (B, n), differentiable. Returns (B,), summed over features.
+    The global RNG draws t and z (this is used inside FlowDiff's training only)."""
+    t = torch.rand(x.shape[0], dtype=x.dtype, device=x.device)
+    sigma = schedule.sigma(t)
+    s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+    x_t = x + s * torch.randn_like(x)
+    err = (denoiser(x_t, sigma) - x).square().flatten(1).sum(dim=1)
+    return (schedule.log_b - schedule.log_a) * err / sigma**2
 
 
 SAMPLERS = ("ddpm", "ddim", "pc")

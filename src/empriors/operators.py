@@ -41,6 +41,12 @@ class LinearOperator:
 
     preview_title = "observation"
 
+    def condition(self, y: Tensor) -> Tensor:
+        """The observation as a conditional network's input (DiffEM, FlowDiff), (B, m'): the
+        zero-filled, signal-shaped observation (:meth:`preview`); the mask itself is not an
+        input (PAPERS.md 2). Operators whose y does not determine A override this."""
+        return self.preview(y)
+
     def preview(self, y: Tensor) -> Tensor:
         """Observations drawn as signals, for figures: y itself where it has the signal's
         shape (masks, blur); operators whose y does not (k-space) override this."""
@@ -67,6 +73,10 @@ class Projection(LinearOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         return torch.einsum("bij,bi->bj", self.matrices, y)
+
+    def condition(self, y: Tensor) -> Tensor:
+        """[y_i, vec(A_i)], (B, m + m n): the manifold's conditional MLP input (PAPERS.md 2)."""
+        return torch.cat([y, self.matrices.to(y).flatten(1)], dim=1)
 
     def __getitem__(self, index) -> Projection:
         return Projection(self.matrices[index])

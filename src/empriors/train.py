@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -73,6 +73,17 @@ def _linear_decay(settings: TrainSettings):
     return lambda step: 1.0 - (1.0 - end) * min(step, settings.steps) / settings.steps
 
 
+def _augment(augment: Augment, x: Tensor, condition: Tensor | None, generator):
+    """The same flip and shift of an image and of its image-shaped condition (stacked as
+    extra channels)."""
+    if condition is None:
+        return augment(x, generator), None
+    c, h, w = augment.shape
+    extra = condition.shape[1] // (h * w)
+    both = replace(augment, shape=(c + extra, h, w))(torch.cat([x, condition], 1), generator)
+    return both[:, : x.shape[1]], both[:, x.shape[1] :]
+
+
 def train_denoiser(
     denoiser: nn.Module,
     data: Tensor,
@@ -81,8 +92,10 @@ def train_denoiser(
     seed: int,
     resume_path: Path | None = None,
     progress: bool = True,
+    condition: Tensor | None = None,
 ) -> tuple[dict[str, Tensor], list[float]]:
-    """Minimise :func:`denoising_loss` on ``data`` (N, *S), batches drawn with replacement.
+    """Minimise :func:`denoising_loss` on ``data`` (N, *S), batches drawn with replacement;
+    with ``condition`` (N, m) (DiffEM), on the pairs (data_i, condition_i), augmented jointly.
 
     Returns the weights to save (EMA weights when ``settings.ema``) and the mean loss per
     1% of the run. If ``resume_path`` holds a state from an interrupted run with the same
@@ -148,9 +161,10 @@ def train_denoiser(
             data.shape[0], (settings.batch_size,), generator=generator, device=device
         )
         batch = data[index]
+        cond = None if condition is None else condition[index]
         if settings.augment is not None:
-            batch = settings.augment(batch, generator)
-        loss = denoising_loss(denoiser, batch, schedule, generator)
+            batch, cond = _augment(settings.augment, batch, cond, generator)
+        loss = denoising_loss(denoiser, batch, schedule, generator, cond)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -11,7 +11,6 @@ The model after lap k is q_k = (denoiser weights theta_k, Gaussian fit G_k = (mu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,31 +18,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from empriors.config import ExperimentSettings, PosteriorSettings, SamplerSettings
-from empriors.diffusion import Denoiser, DenoiserFn, VESchedule, sample
+from empriors.diffusion import VESchedule, sample
 from empriors.gaussian import LowRankGaussian, fit_ppca
-from empriors.nn import build_backbone
+from empriors.methods.prior import Prior, build_denoiser
 from empriors.operators import LinearOperator
 from empriors.posterior import build_posterior
 from empriors.train import train_denoiser
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prior:
-    """q_k: the Gaussian fit and, from lap 1 on, the denoiser network."""
-
-    gaussian: LowRankGaussian
-    network: Denoiser | None = None
-
-    def denoiser(self) -> DenoiserFn:
-        if self.network is None:
-            return self.gaussian.denoise
-        return self.network
-
-
-def build_denoiser(settings: ExperimentSettings, features: int) -> Denoiser:
-    return Denoiser(build_backbone(settings.network, features))
 
 
 def posterior_sample(

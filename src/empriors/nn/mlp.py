@@ -10,13 +10,18 @@ from empriors.diffusion import sinusoidal_embedding
 
 
 class MLPBackbone(nn.Module):
-    """net(x, log_sigma): (B, n), (B,) -> (B, n).
+    """net(x, log_sigma): (B, n), (B,) -> (B, n_out), n_out = ``out_features`` (default n).
 
-    Layers: [Linear -> SiLU -> LayerNorm] x len(hidden), then Linear to n.
+    Layers: [Linear -> SiLU -> LayerNorm] x len(hidden), then Linear to n_out. DiffEM's
+    conditional MLP takes x = [x_t, y, vec(A)] and returns n_out = dim(x_t) features.
     """
 
     def __init__(
-        self, features: int, hidden: tuple[int, ...] = (256, 256, 256), embedding: int = 64
+        self,
+        features: int,
+        hidden: tuple[int, ...] = (256, 256, 256),
+        embedding: int = 64,
+        out_features: int | None = None,
     ):
         super().__init__()
         self.features, self.embedding = features, embedding
@@ -25,7 +30,7 @@ class MLPBackbone(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), nn.SiLU(), nn.LayerNorm(h)]
             width = h
-        layers.append(nn.Linear(width, features))
+        layers.append(nn.Linear(width, out_features or features))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, log_sigma: Tensor) -> Tensor:

@@ -103,7 +103,9 @@ class AttBlock(nn.Module):
 
 
 class UNetBackbone(nn.Module):
-    """net(x, log_sigma): (B, C H W), (B,) -> (B, C H W) for images of ``shape`` (C, H, W)."""
+    """net(x, log_sigma): (B, C H W), (B,) -> (B, C_out H W) for images of ``shape`` (C, H, W);
+    C_out = ``out_channels`` (default C; DiffEM's conditional U-Net reads 2C channels, x_t and
+    the zero-filled observation, and returns C)."""
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class UNetBackbone(nn.Module):
         embedding: int = 256,
         dropout: float = 0.1,
         unshuffle: int = 1,
+        out_channels: int | None = None,
     ):
         super().__init__()
         if len(channels) != len(blocks):
@@ -125,6 +128,7 @@ class UNetBackbone(nn.Module):
         self.shape, self.embedding, self.unshuffle = tuple(shape), embedding, unshuffle
         self.attention = dict(attention or {})
         c_in = c * unshuffle**2
+        c_out = (out_channels or c) * unshuffle**2
 
         def level_blocks(i: int) -> nn.ModuleList:
             layers = nn.ModuleList()
@@ -149,7 +153,7 @@ class UNetBackbone(nn.Module):
             ]
         )
         self.ascent = nn.ModuleList([level_blocks(i) for i in range(len(channels))])
-        self.exit = nn.Conv2d(channels[0], c_in, 3, padding=1)
+        self.exit = nn.Conv2d(channels[0], c_out, 3, padding=1)
 
     def _blocks(self, layers: nn.ModuleList, x: Tensor, emb: Tensor, level: int) -> Tensor:
         if level in self.attention:

@@ -1,0 +1,131 @@
+"""DiffEM: EM with a conditional diffusion model (PAPERS.md 2), on tensors (no I/O).
+
+The model after lap k is q_k = (Gaussian fit G_k, conditional denoiser d_theta_k(x_t, sigma, c)),
+c = c(A, y) the observation as network input (:meth:`LinearOperator.condition`: the
+zero-filled observation for images and MRI, [y, vec(A)] for the manifold).
+
+- lap 0:  q_0 = the Gaussian of EM-MMPS (same init_prior stage); its E-step (lap 1) draws
+          MMPS posterior samples under it. The conditional network starts from random weights.
+- E-step: x_hat_i ~ q_{k-1}(x | y_i) for every observation, with the ORIGINAL y_i: ancestral
+          (DDPM) sampling of the conditional denoiser at c(A_i, y_i).
+- M-step: a FRESH corruption of every sample, drawn once per lap: A'_i from the observation
+          family (new mask, new projection), y'_i = A'_i x_hat_i + sigma_y e'_i; theta_k is
+          trained on the pairs (x_hat_i, c(A'_i, y'_i)) by the conditional denoising loss,
+          starting from theta_{k-1} (weights carry over; Adam and EMA restart).
+- final:  a fresh unconditional denoiser trained on the last lap's reconstructions is the
+          prior that evaluation samples (:func:`final_prior`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from empriors.config import ExperimentSettings, SamplerSettings
+from empriors.diffusion import Conditioned, VESchedule, sample
+from empriors.gaussian import LowRankGaussian, fit_ppca
+from empriors.methods import em_mmps
+from empriors.methods.prior import Prior, build_denoiser
+from empriors.operators import LinearOperator, observe
+from empriors.train import train_denoiser
+
+# n, generator -> n operators of the experiment's observation family
+OperatorDraw = Callable[[int, torch.Generator], LinearOperator]
+
+
+def conditional_sample(
+    prior: Prior,
+    op: LinearOperator,
+    y: Tensor,
+    schedule: VESchedule,
+    sampler: SamplerSettings,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    progress: bool = True,
+) -> Tensor:
+    """x_i ~ q(x | y_i) by the conditional network at c(A_i, y_i). y: (N, *O) -> (N, n)."""
+    n, dim = y.shape[0], prior.gaussian.dim
+    mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
+    out = []
+    batches = range(0, n, batch_size)
+    quiet = not progress or n <= batch_size
+    for start in tqdm(batches, desc="conditional sampling", disable=quiet):
+        yb = y[start : start + batch_size].to(device=device, dtype=torch.float32)
+        opb = op[start : start + batch_size].to(device=device, dtype=torch.float32)
+        denoise = Conditioned(prior.network, opb.condition(yb))
+        out.append(
+            sample(
+                denoise,
+                (yb.shape[0], dim),
+                schedule,
+                sampler.steps,
+                sampler.method,
+                generator,
+                mean=mean,
+                corrector_tau=sampler.corrector_tau,
+                device=device,
+            ).cpu()
+        )
+    return torch.cat(out)
+
+
+def fresh_corruptions(
+    x: Tensor, draw: OperatorDraw, sigma_y: float, generator: torch.Generator
+) -> tuple[LinearOperator, Tensor]:
+    """The M-step's training observations: A'_i drawn anew for every sample and
+    y'_i = A'_i x_i + sigma_y e'_i. x: (N, n) -> (A', y' (N, *O))."""
+    op = draw(x.shape[0], generator)
+    return op, observe(x, op.to(dtype=x.dtype), sigma_y, generator)
+
+
+def m_step(
+    samples: Tensor,
+    previous: Prior,
+    draw: OperatorDraw,
+    sigma_y: float,
+    settings: ExperimentSettings,
+    seed: int,
+    resume_path: Path | None,
+    progress: bool = True,
+) -> tuple[Prior, list[float]]:
+    """G_k = PPCA of the samples; theta_k = the conditional denoiser trained on (x_hat, c(A', y'))
+    with fresh corruptions (seeded by ``seed``, so drawn once per lap), from theta_{k-1}."""
+    generator = torch.Generator().manual_seed(seed)
+    op, y = fresh_corruptions(samples, draw, sigma_y, generator)
+    condition = op.condition(y).to(torch.float32)
+    gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
+    torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
+    denoiser = build_denoiser(settings, samples.shape[1], condition.shape[1])
+    if previous.conditional:
+        denoiser.load_state_dict(previous.network.state_dict())
+    denoiser.to(settings.device)
+    weights, losses = train_denoiser(
+        denoiser,
+        samples.to(settings.device, torch.float32),
+        settings.schedule,
+        settings.train,
+        seed,
+        resume_path,
+        progress,
+        condition=condition.to(settings.device),
+    )
+    denoiser.load_state_dict(weights)
+    return Prior(gaussian, denoiser.cpu().eval()), losses
+
+
+def final_prior(
+    samples: Tensor,
+    settings: ExperimentSettings,
+    seed: int,
+    resume_path: Path | None,
+    progress: bool = True,
+) -> tuple[Prior, list[float]]:
+    """The prior that DiffEM's evaluation samples: a fresh unconditional denoiser (and PPCA)
+    trained on the last lap's reconstructions with the M-step's settings."""
+    fresh = Prior(LowRankGaussian.standard(samples.shape[1]))  # no network: from scratch
+    return em_mmps.m_step(samples, fresh, settings, seed, resume_path, progress)
