@@ -29,6 +29,7 @@ include: "workflow/rules/em.smk"
 include: "workflow/rules/snapshot.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule all:

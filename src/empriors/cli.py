@@ -54,6 +54,12 @@ log = logging.getLogger("empriors")
 # --------------------------------------------------------------------------- helpers
 
 
+def _seed_name(args) -> str:
+    """The name random draws derive from: the experiment's, or its ``seed_name`` (experiments
+    compared side by side draw the same data, observations and q0)."""
+    return parse_json_config(args.config).get("seed_name") or args.exp
+
+
 def _settings(args) -> ExperimentSettings:
     return experiment_settings(args.exp, parse_json_config(args.config), args.seed, args.device)
 
@@ -162,7 +168,7 @@ def cmd_corrupt(args):
         return _corrupt_images(args, data, obs, started)
     if obs["kind"] != "projection":
         raise ConfigError("the manifold data is observed by projections (observation.kind)")
-    seed = derive_seed(args.seed, args.exp, "data")
+    seed = derive_seed(args.seed, _seed_name(args), "data")
     g = generator(seed)
     train, u1, u2 = manifold_dataset(
         data["n_train"],
@@ -190,7 +196,7 @@ def _corrupt_images(args, data: dict, obs: dict, started: str):
     """Images: y = A x + e with shared-channel pixel masks or a Gaussian blur; truth.h5
     holds the clean images (read only by evaluation)."""
     x, shape = load_image_data(data)
-    seed = derive_seed(args.seed, args.exp, "data")
+    seed = derive_seed(args.seed, _seed_name(args), "data")
     g = generator(seed)
     if obs["kind"] not in ("pixel_mask", "gaussian_blur"):
         raise ConfigError(f"images are observed by pixel_mask or gaussian_blur, not {obs['kind']}")
@@ -221,7 +227,7 @@ def cmd_phantoms(args):
     data = s.section("data")
     if data["kind"] != "phantoms":
         raise ConfigError("the phantoms stage needs data.kind: phantoms")
-    g = generator(derive_seed(args.seed, args.exp, "phantoms"))
+    g = generator(derive_seed(args.seed, _seed_name(args), "phantoms"))
     size = data["size"]
     if size[0] != size[1]:
         raise ConfigError(f"phantoms are square; data.size is {size}")
@@ -251,7 +257,7 @@ def _corrupt_mri(args, data: dict, obs: dict, started: str):
     size = tuple(data["size"])
     x, _ = load_slices(files[:-held], first, last, size)
     x_val, _ = load_slices(files[-held:], first, last, size)
-    seed = derive_seed(args.seed, args.exp, "data")
+    seed = derive_seed(args.seed, _seed_name(args), "data")
     g = generator(seed)
     op = _settings(args).random_operator(x.shape[0], x.shape[1], (1, *size), g)
     y = observe(x, op, obs["sigma_y"], g)
@@ -284,7 +290,7 @@ def cmd_init_prior(args):
     n_fit = s.init["n_fit"]
     if n_fit is not None:
         y, op = y[:n_fit], op[:n_fit]
-    seed = derive_seed(args.seed, args.exp, "init")
+    seed = derive_seed(args.seed, _seed_name(args), "init")
     gaussian, history = em_mmps.fit_initial_gaussian(op, y, dim, s, generator(seed))
     prov = provenance(
         "init_prior",
@@ -311,7 +317,7 @@ def cmd_estep(args):
     index = _shard_slice(y.shape[0], args.shard, s.shards)
     rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
     prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "estep", args.iteration, args.shard)
+    seed = derive_seed(args.seed, _seed_name(args), "estep", args.iteration, args.shard)
     t0 = time.perf_counter()
     x = _estep_samples(s, prior, op, y, rows, seed)
     if not torch.isfinite(x).all():
@@ -345,7 +351,7 @@ def cmd_mstep(args):
     if kept.shape[0] < 2:
         raise ArtifactError("fewer than 2 E-step samples left after the range filter")
     previous = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "mstep", args.iteration)
+    seed = derive_seed(args.seed, _seed_name(args), "mstep", args.iteration)
     resume = Path(args.resume_dir) / f"iter_{args.iteration}.pt"
     observations = None
     if s.method != "em_mmps":
@@ -371,7 +377,7 @@ def cmd_final_prior(args):
     started, s = now(), _settings(args)
     x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in args.samples])
     kept = em_mmps.keep_in_range(x, s.keep_range)
-    seed = derive_seed(args.seed, args.exp, "final_prior")
+    seed = derive_seed(args.seed, _seed_name(args), "final_prior")
     resume = Path(args.resume_dir) / "final.pt"
     prior, losses = diffem.final_prior(kept, s, seed, resume)
     prov = provenance("final_prior", s.raw, list(args.samples), seed, started)
@@ -415,7 +421,7 @@ def cmd_evaluate(args):
     u1 = arrays["eval_u1"][: s.evaluate["n_samples"]]
     reference = json.loads(Path(args.reference).read_text())
     prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "evaluate", args.iteration)
+    seed = derive_seed(args.seed, _seed_name(args), "evaluate", args.iteration)
     n = s.evaluate["n_samples"]
     observations = _conditional_inputs(args, prior, torch.arange(n))
     v = methods.model_samples(
@@ -463,7 +469,7 @@ def cmd_sample_prior(args):
     index = _shard_slice(ev["n_samples"], args.shard, ev["shards"])
     n = index.stop - index.start
     prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "sample_prior", args.iteration, args.shard)
+    seed = derive_seed(args.seed, _seed_name(args), "sample_prior", args.iteration, args.shard)
     observations = _conditional_inputs(args, prior, torch.arange(index.start, index.stop))
     x = methods.model_samples(prior, n, s.eval_sampler, ev["batch_size"], s, seed, observations)
     if not torch.isfinite(x).all():
@@ -530,7 +536,7 @@ def cmd_reconstruct(args):
     count = min(ev["reconstructions"], val.shape[0])
     truth = val[torch.linspace(0, val.shape[0] - 1, count).round().long()]
     prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "reconstruct")
+    seed = derive_seed(args.seed, _seed_name(args), "reconstruct")
 
     def posterior(op, y, r):
         label = reconstruction.acceleration_label(r)
@@ -570,7 +576,7 @@ def cmd_posterior_examples(args):
     e, p = s.evaluate["examples"], 4
     index = torch.arange(e)
     prior = _load_prior(args.prior, s)
-    seed = derive_seed(args.seed, args.exp, "posterior_examples")
+    seed = derive_seed(args.seed, _seed_name(args), "posterior_examples")
     x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
     plots.posterior_examples(
@@ -672,6 +678,20 @@ def cmd_benchmark_table(args):
             f"| {r['psnr']:.1f} | {r['ms_per_step']:.1f} |"
         )
     Path(args.markdown).write_text("\n".join(lines) + "\n")
+
+
+def cmd_compare(args):
+    """results/compare/NAME.csv: every method's metric and cost per iteration, and a figure
+    with a line per method."""
+    from empriors.studies.compare import method_rows
+
+    if not len(args.experiments) == len(args.methods) == len(args.metrics):
+        raise ValueError("compare needs one method and one metric CSV per experiment")
+    rows = []
+    for exp, method, path in zip(args.experiments, args.methods, args.metrics, strict=True):
+        rows += method_rows(exp, method, Path(path), args.device != "cpu")
+    plots.method_comparison(rows, args.name, Path(args.figure))
+    _write_csv(args.out, rows)
 
 
 def cmd_lineage(args):
@@ -802,6 +822,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--markdown", required=True)
     sp.set_defaults(fn=cmd_benchmark_table, threads=None)
+    sp = sub.add_parser("compare", help="methods side by side: metric and cost per iteration")
+    sp.add_argument("--name", required=True)
+    for a in ("--experiments", "--methods", "--metrics"):
+        sp.add_argument(a, nargs="+", required=True)
+    sp.add_argument("--device", default="cpu", help="the config's device (GPU-hours or not)")
+    for a in ("--out", "--figure"):
+        sp.add_argument(a, required=True)
+    sp.set_defaults(fn=cmd_compare, threads=None)
     sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
     sp.add_argument("file")
     sp.set_defaults(fn=cmd_lineage, threads=None)

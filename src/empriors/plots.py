@@ -21,17 +21,34 @@ def _save(fig, path: Path):
     tmp.replace(path)
 
 
+def _laps_and_final(rows: list[dict]) -> tuple[list[dict], dict | None]:
+    """Rows of laps 0..K, and DiffEM's ``final`` row (None for the other methods)."""
+    laps = [r for r in rows if r["iteration"] != "final"]
+    final = next((r for r in rows if r["iteration"] == "final"), None)
+    return laps, final
+
+
+def _final_marker(ax, laps: list[dict], final: dict | None, key: str, colour="C3") -> None:
+    """DiffEM's final unconditional prior as a star just right of the last lap."""
+    if final is not None:
+        x = laps[-1]["iteration"] + 0.3
+        ax.plot([x], [final[key]], "*", ms=11, color=colour, label=f"final prior ({key})")
+
+
 def sinkhorn_curve(rows: list[dict], path: Path) -> None:
     """The paper's Sinkhorn figure S and the debiased divergence against EM iteration."""
+    rows, final = _laps_and_final(rows)
     k = [r["iteration"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(k, [r["sinkhorn"] for r in rows], "o-", label="S = OT(u1,v) - OT(u1,u2) (paper)")
     ax.plot(
         k, [r["sinkhorn_divergence"] for r in rows], "s--", label="debiased Sinkhorn divergence"
     )
+    _final_marker(ax, rows, final, "sinkhorn")
     ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
     ax.set_ylabel("Sinkhorn")
     values = [r[key] for r in rows for key in ("sinkhorn", "sinkhorn_divergence")]
+    values += [final["sinkhorn"]] if final else []
     if min(values) > 0:
         ax.set_yscale("log")
     else:  # S can dip below 0 (it subtracts OT(u1, u2)) once the model is as good as data
@@ -127,16 +144,20 @@ def metric_curve(
     """Paper Fig. 4: the image metric (FID, or the named offline metric) against iteration.
     With ``accelerations`` (MRI), a second panel: PSNR of the posterior reconstructions of
     held-out slices per r (single samples, and dotted the mean of the samples), each r's
-    zero-filled baseline dashed in the same colour."""
+    zero-filled baseline dashed in the same colour. DiffEM's final prior: a star."""
+    rows, final = _laps_and_final(rows)
     k = [r["iteration"] for r in rows]
     panels = 2 if accelerations else 1
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.2), squeeze=False)
     ax = axes[0, 0]
     ax.plot(k, [r[metric] for r in rows], "o-")
+    _final_marker(ax, rows, final, metric)
     ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
     ax.set_ylabel(metric)
-    if min(r[metric] for r in rows) > 0:
+    if min(r[metric] for r in rows) > 0 and (final is None or final[metric] > 0):
         ax.set_yscale("log")
+    if final is not None:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     if accelerations:
         from empriors.metrics.reconstruction import acceleration_label
@@ -227,4 +248,36 @@ def mri_reconstructions(
         for j, image in enumerate(images):
             _show(axes[i, j], image, columns[j] if i == 0 else None)
         axes[i, 0].set_ylabel(f"r = {rec.acceleration:g}", fontsize=8)
+    _save(fig, path)
+
+
+def method_comparison(rows: list[dict], name: str, path: Path) -> None:
+    """Methods side by side on one experiment: the metric per iteration (a line per method,
+    DiffEM's final prior a star) and the cumulative compute hours of the iterations."""
+    fig, (ax, cost) = plt.subplots(1, 2, figsize=(10, 3.4))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    metric = rows[0]["metric"]
+    for i, method in enumerate(methods):
+        mine = [r for r in rows if r["method"] == method]
+        laps, final = _laps_and_final(mine)
+        k = [int(r["iteration"]) for r in laps]
+        colour = f"C{i}"
+        ax.plot(k, [r["value"] for r in laps], "o-", color=colour, label=method)
+        if final is not None:
+            ax.plot([k[-1] + 0.3], [final["value"]], "*", ms=12, color=colour,
+                    label=f"{method}: final prior")  # fmt: skip
+        hours = np.cumsum([r["job_hours"] for r in mine])
+        ticks = k + ([k[-1] + 0.3] if final is not None else [])
+        cost.plot(ticks, hours, "o-", color=colour, label=method)
+    ax.set_xlabel("iteration k (0 = Gaussian q0)")
+    ax.set_ylabel(metric)
+    if all(r["value"] > 0 for r in rows):
+        ax.set_yscale("log")
+    ax.set_title(f"{name}: {metric} per iteration", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    cost.set_xlabel("iteration k")
+    cost.set_ylabel("cumulative job hours")
+    cost.set_title("compute (E-step shards + M-step jobs)", fontsize=9)
+    cost.grid(alpha=0.3)
     _save(fig, path)

@@ -32,10 +32,11 @@ def experiments_pattern(images):
 def corrupt_inputs(wildcards):
     """Generated inputs of the corrupt stage: MRI phantoms (real data in data/ are not
     declared, so that dry runs plan on machines without them; the stage checks them)."""
-    data = experiment(wildcards.exp)["data"]
+    exp = experiment(wildcards.exp)
+    data = exp["data"]
     if data["kind"] != "phantoms":
         return []
-    expected = f"results/{wildcards.exp}/phantoms"
+    expected = f"results/{exp.get('seed_name', wildcards.exp)}/phantoms"
     if data["folder"].rstrip("/") != expected:
         raise ValueError(f"experiments.{wildcards.exp}.data.folder must be {expected} for phantoms")
     return [expected]
@@ -60,7 +61,8 @@ def stage_args(*sections):
 
     def args(wildcards):
         exp = experiment(wildcards.exp)
-        block = {name: copy.deepcopy(exp[name]) for name in ("method", *sections)}
+        block = {name: copy.deepcopy(exp[name]) for name in ("method", "seed_name", *sections)
+                 if name in exp}
         for parent, key in WORKFLOW_ONLY:
             if parent in block:
                 block[parent].pop(key, None)
@@ -102,21 +104,38 @@ def shard_files(wildcards):
             for s in range(shards(wildcards.exp))]
 
 
+def last_shard_files(wildcards):
+    return [f"results/{wildcards.exp}/iter_{iterations(wildcards.exp)}/samples_{s}.h5"
+            for s in range(shards(wildcards.exp))]
+
+
 def iteration_files(wildcards):
     """What iteration k's folder holds once finished (what its snapshot versions)."""
     files = [f"results/{wildcards.exp}/iter_{wildcards.k}/prior.pt"]
+    if wildcards.k == "final":
+        return files
     return files + (shard_files(wildcards) if int(wildcards.k) > 0 else [])
+
+
+def has_final(exp):
+    """DiffEM: a final unconditional prior (iter_final/) after the last lap."""
+    return experiment(exp)["method"] == "diffem"
+
+
+def scored_iterations(exp):
+    """The iterations evaluation scores: 0..K, then DiffEM's ``final``."""
+    return [*range(iterations(exp) + 1)] + (["final"] if has_final(exp) else [])
 
 
 def snapshots(exp):
     if not config["dvc"]["enabled"]:
         return []
     data = [f"results/{exp}/observations.h5.dvc", f"results/{exp}/truth.h5.dvc"]
-    return data + [f"results/{exp}/iter_{k}.dvc" for k in range(iterations(exp) + 1)]
+    return data + [f"results/{exp}/iter_{k}.dvc" for k in scored_iterations(exp)]
 
 
 def evals(exp):
-    return [f"results/{exp}/eval/iter_{k}.json" for k in range(iterations(exp) + 1)]
+    return [f"results/{exp}/eval/iter_{k}.json" for k in scored_iterations(exp)]
 
 
 def eval_shard_files(wildcards):
@@ -149,6 +168,18 @@ def last_prior(wildcards):
 def figure_samples(exp):
     ks = [k for k in experiment(exp)["evaluate"]["figure_iterations"] if k <= iterations(exp)]
     return [f"results/{exp}/eval/iter_{k}_samples.h5" for k in sorted(set(ks))]
+
+
+def metric_csv(exp):
+    """The per-iteration metric table of an experiment."""
+    return f"results/{exp}/fid.csv" if is_image(exp) else f"results/{exp}/sinkhorn.csv"
+
+
+def compared(name):
+    groups = config.get("compare", {})
+    if name not in groups:
+        raise ValueError(f"no comparison {name!r}; configured: {sorted(groups)}")
+    return groups[name]
 
 
 def all_targets():

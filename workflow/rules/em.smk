@@ -48,12 +48,13 @@ rule mstep:
     input:
         samples=shard_files,
         prior=previous_prior,
+        obs="results/{exp}/observations.h5",
     output:
         "results/{exp}/iter_{k}/prior.pt",
     wildcard_constraints:
         k=r"[1-9][0-9]*",
     params:
-        args=stage_args("estep", "mstep", "diffusion", "network"),
+        args=stage_args("estep", "mstep", "diffusion", "network", "observation", "flow"),
         resume="results/{exp}/.resume",  # undeclared on purpose: survives a failed run
     threads: THREADS
     resources:
@@ -64,5 +65,29 @@ rule mstep:
         ENV
     shell:
         "python -m empriors mstep {params.args} --iteration {wildcards.k} "
-        "--samples {input.samples} --prior {input.prior} --out {output} "
-        "--resume-dir {params.resume} 2>> {log}"
+        "--samples {input.samples} --prior {input.prior} --observations {input.obs} "
+        "--out {output} --resume-dir {params.resume} 2>> {log}"
+
+
+# DiffEM: the prior that evaluation samples is a fresh unconditional model trained on the
+# last lap's reconstructions (a target of its own, versioned like an iteration).
+
+
+rule final_prior:
+    input:
+        samples=last_shard_files,
+    output:
+        "results/{exp}/iter_final/prior.pt",
+    params:
+        args=stage_args("estep", "mstep", "diffusion", "network"),
+        resume="results/{exp}/.resume",
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+    log:
+        "results/{exp}/logs/final_prior.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors final-prior {params.args} --samples {input.samples} "
+        "--out {output} --resume-dir {params.resume} 2>> {log}"

@@ -23,11 +23,12 @@ rule evaluate:
         prior="results/{exp}/iter_{k}/prior.pt",
         truth="results/{exp}/truth.h5",
         reference="results/{exp}/eval/reference.json",
+        obs="results/{exp}/observations.h5",  # DiffEM's conditional model reconstructs them
     output:
         json="results/{exp}/eval/iter_{k}.json",
         samples="results/{exp}/eval/iter_{k}_samples.h5",
     wildcard_constraints:
-        k=r"[0-9]+",
+        k=r"[0-9]+|final",
         exp=experiments_pattern(images=False),
     params:
         args=stage_args("evaluate", "diffusion", "network"),
@@ -41,7 +42,8 @@ rule evaluate:
     shell:
         "python -m empriors evaluate {params.args} --iteration {wildcards.k} "
         "--prior {input.prior} --truth {input.truth} --reference {input.reference} "
-        "--out {output.json} --samples-out {output.samples} 2> {log}"
+        "--observations {input.obs} --out {output.json} --samples-out {output.samples} "
+        "2> {log}"
 
 
 rule aggregate_sinkhorn:
@@ -72,10 +74,11 @@ rule aggregate_sinkhorn:
 rule sample_prior:
     input:
         prior="results/{exp}/iter_{k}/prior.pt",
+        obs="results/{exp}/observations.h5",  # DiffEM's conditional model reconstructs them
     output:
         "results/{exp}/eval/iter_{k}/samples_{s}.h5",
     wildcard_constraints:
-        k=r"[0-9]+",
+        k=r"[0-9]+|final",
         exp=experiments_pattern(images=True),
     params:
         args=stage_args("evaluate", "diffusion", "network"),
@@ -88,7 +91,8 @@ rule sample_prior:
         ENV
     shell:
         "python -m empriors sample-prior {params.args} --iteration {wildcards.k} "
-        "--shard {wildcards.s} --prior {input.prior} --out {output} 2> {log}"
+        "--shard {wildcards.s} --prior {input.prior} --observations {input.obs} "
+        "--out {output} 2> {log}"
 
 
 rule evaluate_images:
@@ -98,7 +102,7 @@ rule evaluate_images:
     output:
         "results/{exp}/eval/iter_{k}.json",
     wildcard_constraints:
-        k=r"[0-9]+",
+        k=r"[0-9]+|final",
         exp=experiments_pattern(images=True),
     params:
         args=stage_args("evaluate"),

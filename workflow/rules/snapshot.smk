@@ -30,7 +30,7 @@ rule snapshot_iteration:
     output:
         "results/{exp}/iter_{k}.dvc",
     wildcard_constraints:
-        k=r"[0-9]+",
+        k=r"[0-9]+|final",
     resources:
         dvc=1,
     log:

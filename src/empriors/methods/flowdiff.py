@@ -33,9 +33,11 @@ Q spans R^n and r is absent) and s a learned residual scale. The density of x is
                    - |(I - QQ^T)(x - mu)|^2 / (2 s^2) - (n - r)/2 log(2 pi s^2)
 (Q orthonormal: the change of variables is a rotation plus a scaling). Images use q0's rank
 (16 in the demos, 64 for MRI): a flow over a low-dimensional learned-by-q0 representation, as
-the issue allows; the residual keeps the density proper on R^n. h(y) = c(A, y) is the
-observation as network input (:meth:`LinearOperator.condition`), standardised by fixed
-statistics computed on the observations at round 1.
+the issue allows; the residual keeps the density proper on R^n. The context h(y) is the
+observation as network input c(A, y) (:meth:`LinearOperator.condition`): for the manifold
+[y, vec A] itself; for images, where c is the zero-filled image, its coordinates Q^T (c - mu)
+on the same axes (r numbers instead of H W: a 320x320 context would dominate the flow's
+parameters). Either is standardised by fixed statistics of the observations at round 1.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class PosteriorFlow(nn.Module):
         context_std: Tensor,
         transforms: int,
         hidden: tuple[int, ...],
+        project_context: bool = False,
     ):
         super().__init__()
         g = gaussian.to(dtype=torch.float32)
@@ -76,6 +79,7 @@ class PosteriorFlow(nn.Module):
         self.register_buffer("scales", g.variances.clamp_min(1e-8).sqrt().clone())
         self.register_buffer("context_mean", context_mean.float().clone())
         self.register_buffer("context_std", context_std.float().clamp_min(1e-6).clone())
+        self.register_buffer("project_context", torch.tensor(project_context))
         self.log_residual = nn.Parameter(torch.tensor(0.5 * math.log(max(g.residual, 1e-8))))
         self.transforms, self.hidden = transforms, tuple(hidden)
         rank, context = self.basis.shape[1], self.context_mean.shape[0]
@@ -88,7 +92,13 @@ class PosteriorFlow(nn.Module):
         return self.basis.shape[0] - self.basis.shape[1]
 
     def _context(self, condition: Tensor) -> Tensor:
-        return (condition.float() - self.context_mean) / self.context_std
+        return (self.raw_context(condition) - self.context_mean) / self.context_std
+
+    def raw_context(self, condition: Tensor) -> Tensor:
+        """c (B, m) -> h (B, m'): Q^T (c - mu) for signal-shaped c (images), else c."""
+        if self.project_context:
+            return (condition.float() - self.mean) @ self.basis
+        return condition.float()
 
     def _residual_log_prob(self, r: Tensor) -> Tensor:
         if self.residual_dim == 0:
@@ -124,9 +134,20 @@ def build_flow(
     gaussian: LowRankGaussian, condition: Tensor, settings: FlowSettings
 ) -> PosteriorFlow:
     """A flow over q0's representation with context statistics of ``condition`` (N, m)."""
-    return PosteriorFlow(
-        gaussian, condition.mean(0), condition.std(0), settings.transforms, settings.hidden
+    project = condition.shape[1] == gaussian.dim and gaussian.rank < gaussian.dim
+    flow = PosteriorFlow(
+        gaussian,
+        torch.zeros(gaussian.rank if project else condition.shape[1]),
+        torch.ones(1),
+        settings.transforms,
+        settings.hidden,
+        project,
     )
+    with torch.no_grad():
+        h = flow.raw_context(condition)
+    flow.context_mean.copy_(h.mean(0))
+    flow.context_std = h.std(0).clamp_min(1e-6)
+    return flow
 
 
 def flow_from_state(
@@ -134,7 +155,14 @@ def flow_from_state(
 ) -> PosteriorFlow:
     """Rebuild a saved flow (its buffers fix the shapes; the checkpoint records the sizes)."""
     gaussian = LowRankGaussian(state["mean"], state["basis"], state["scales"].square(), 1.0)
-    flow = PosteriorFlow(gaussian, state["context_mean"], state["context_std"], transforms, hidden)
+    flow = PosteriorFlow(
+        gaussian,
+        state["context_mean"],
+        state["context_std"],
+        transforms,
+        hidden,
+        bool(state["project_context"]),
+    )
     flow.load_state_dict(state)
     return flow.eval()
 

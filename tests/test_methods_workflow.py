@@ -1,0 +1,114 @@
+"""The three methods through the workflow: tiny real runs of DiffEM and FlowDiff beside
+EM-MMPS with the comparison table, and full-depth dry runs of the DiffEM paper configs."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+
+import pytest
+import torch
+from workflow_support import DEMO, make_project, run, snakemake
+
+pytestmark = pytest.mark.workflow
+
+TINY = """
+experiments:
+  manifold: &tiny
+    em: {iterations: 2}
+    init: {rounds: 2}
+    estep: {steps: 16}
+    mstep: {steps: 200}
+    evaluate: {n_samples: 256, steps: 16, figure_iterations: [0, 2]}
+  manifold_diffem: *tiny
+  manifold_flowdiff:
+    <<: *tiny
+    flow: {steps: 100}
+  digits_mask_diffem: &tiny_digits
+    em: {iterations: 2}
+    init: {rounds: 2}
+    mstep: {steps: 100}
+    estep: {steps: 8}
+    evaluate: {n_samples: 128, steps: 8, figure_iterations: [0, 2], examples: 2}
+  digits_mask_flowdiff:
+    <<: *tiny_digits
+    flow: {steps: 50}
+compare:
+  manifold: [manifold, manifold_diffem, manifold_flowdiff]
+  digits: [digits_mask_diffem, digits_mask_flowdiff]
+"""
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("methods"))
+    (project / "tiny.yaml").write_text(TINY)
+    targets = ["results/compare/manifold.csv", "results/compare/digits.csv"]
+    run(snakemake(*targets, *DEMO, "tiny.yaml", "--cores", "2"), project)
+    return project
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_manifold_methods_share_data_and_give_the_comparison(compared):
+    res = compared / "results"
+    obs = [torch.load(res / e / "iter_0" / "prior.pt", weights_only=True)["gaussian"]["mean"]
+           for e in ("manifold", "manifold_diffem", "manifold_flowdiff")]  # fmt: skip
+    assert torch.equal(obs[0], obs[1]) and torch.equal(obs[0], obs[2])  # seed_name: same q0
+    rows = _rows(res / "compare" / "manifold.csv")
+    assert list(rows[0]) == ["experiment", "method", "iteration", "metric", "value", "wall_s",
+                             "job_hours", "gpu_hours"]  # fmt: skip
+    by_method = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r["iteration"])
+        assert math.isfinite(float(r["value"])) and float(r["job_hours"]) > 0, r
+        assert float(r["gpu_hours"]) == 0  # the demo runs on the CPU
+    assert by_method == {
+        "em_mmps": ["0", "1", "2"],
+        "diffem": ["0", "1", "2", "final"],
+        "flowdiff": ["0", "1", "2"],
+    }
+    assert (res / "compare" / "figures" / "manifold.png").stat().st_size > 10_000
+    # DiffEM: the conditional network from lap 1, the final prior unconditional
+    lap = torch.load(res / "manifold_diffem" / "iter_2" / "prior.pt", weights_only=True)
+    final = torch.load(res / "manifold_diffem" / "iter_final" / "prior.pt", weights_only=True)
+    assert lap["network_condition"] == 2 + 2 * 5 and final["network_condition"] == 0
+    assert (res / "manifold_diffem" / "iter_final.dvc").exists()
+    # FlowDiff: a flow and its loss curve in every round
+    rounds = [torch.load(res / "manifold_flowdiff" / f"iter_{k}" / "prior.pt",
+                         weights_only=True) for k in (1, 2)]  # fmt: skip
+    assert all("flow" in r and len(r["flow_losses"]) > 0 for r in rounds)
+
+
+def test_image_methods_run_on_digits(compared):
+    rows = _rows(compared / "results" / "compare" / "digits.csv")
+    assert {r["method"] for r in rows} == {"diffem", "flowdiff"}
+    assert all(r["metric"] == "fd_pixels" and float(r["value"]) > 0 for r in rows)
+    lap = torch.load(compared / "results" / "digits_mask_diffem" / "iter_2" / "prior.pt",
+                     weights_only=True)  # fmt: skip
+    assert lap["network_condition"] == 64  # the zero-filled 8x8 image as a second channel
+    fid = _rows(compared / "results" / "digits_mask_diffem" / "fid.csv")
+    assert [r["iteration"] for r in fid] == ["0", "1", "2", "final"]
+
+
+DIFFEM_CIFAR = ("cifar10_mask90_diffem", "cifar10_mask75_diffem", "cifar10_blur_diffem")
+
+
+def test_diffem_cifar_paper_configs_plan_every_target(tmp_path):
+    """DiffEM at paper scale (90% and 75% masking, blur): 32 laps x 16 shards, the final
+    unconditional prior, and its FID beside every lap's."""
+    project = make_project(tmp_path)
+    for exp in DIFFEM_CIFAR:
+        proc = run(snakemake("--profile", "slurm", f"results/{exp}/fid.csv", "-n"), project)
+        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+        assert stats["estep"] == "512" and stats["mstep"] == "32", (exp, stats)
+        assert stats["final_prior"] == "1", (exp, stats)
+        assert stats["sample_prior"] == str(34 * 16) and stats["evaluate_images"] == "34"
+        assert stats["snapshot_iteration"] == "34", (exp, stats)
+    for name, jobs in (("cifar10_mask90", 2), ("mri", 3)):
+        proc = run(snakemake("--profile", "slurm", f"results/compare/{name}.csv", "-n"), project)
+        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+        assert stats["compare"] == "1" and stats["init_prior"] == str(jobs), (name, stats)
