@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup profiles demo test lint dryrun-paper clean-results
+.PHONY: setup profiles demo compare test lint dryrun-paper clean-results
 
 setup: $(VENV)/.installed profiles
 
@@ -33,6 +33,12 @@ profiles:
 
 demo: setup
 	snakemake --profile local --configfile config/demo.yaml
+
+# The second demo target: every demo experiment with each method (EM-MMPS, DiffEM,
+# FlowDiff) and the side-by-side tables results/compare/{manifold,digits,mri}.csv
+compare: setup
+	snakemake results/compare/manifold.csv results/compare/digits.csv results/compare/mri.csv \
+		--profile local --configfile config/demo.yaml
 
 test: setup
 	$(PY) -m pytest
