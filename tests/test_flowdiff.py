@@ -8,7 +8,13 @@ import torch
 from empriors.config import FlowSettings
 from empriors.diffusion import Denoiser, VESchedule
 from empriors.gaussian import LowRankGaussian
-from empriors.methods.flowdiff import amortized_loss, build_flow, flow_from_state, train_flow
+from empriors.methods.flowdiff import (
+    amortized_loss,
+    build_flow,
+    flow_from_state,
+    representation,
+    train_flow,
+)
 from empriors.nn import MLPBackbone
 from empriors.operators import Projection, observe
 
@@ -88,3 +94,15 @@ def test_amortized_loss_decreases_and_the_flow_round_trips():
     c = op[:8].condition(y[:8])
     with torch.no_grad():
         assert torch.allclose(rebuilt.log_prob(x[:8], c), flow.log_prob(x[:8], c), atol=1e-5)
+
+
+def test_representation_completes_q0s_axes_with_its_residual():
+    """flow.rank above q0's: Q's columns kept, orthonormal completion, variance D on the new
+    axes, so the whitened Gaussian density is q0's own."""
+    g = _gaussian(2, 1)
+    full = representation(g, 2)
+    assert torch.allclose(full.basis[:, :1], g.basis.double())
+    assert torch.allclose(full.basis.T @ full.basis, torch.eye(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(full.variances, torch.tensor([2.0, 0.3], dtype=torch.float64))
+    assert torch.allclose(full.covariance(), g.covariance().double(), atol=1e-6)
+    assert representation(g, None).rank == 1

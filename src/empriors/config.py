@@ -124,6 +124,7 @@ class FlowSettings:
     lr: float
     sigma_y: float
     clip: float | None = 1.0
+    rank: int | None = None  # axes of the representation (None: q0's)
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ class ExperimentSettings:
             f["lr"],
             sigma_y,
             f.get("clip", 1.0),
+            f.get("rank"),
         )
 
     # evaluation ------------------------------------------------------------------------

@@ -32,12 +32,14 @@ Q spans R^n and r is absent) and s a learned residual scale. The density of x is
     log q(x | y) = log NSF(u | h) - (1/2) sum log lambda
                    - |(I - QQ^T)(x - mu)|^2 / (2 s^2) - (n - r)/2 log(2 pi s^2)
 (Q orthonormal: the change of variables is a rotation plus a scaling). Images use q0's rank
-(16 in the demos, 64 for MRI): a flow over a low-dimensional learned-by-q0 representation, as
-the issue allows; the residual keeps the density proper on R^n. The context h(y) is the
-observation as network input c(A, y) (:meth:`LinearOperator.condition`): for the manifold
-[y, vec A] itself; for images, where c is the zero-filled image, its coordinates Q^T (c - mu)
-on the same axes (r numbers instead of H W: a 320x320 context would dominate the flow's
-parameters). Either is standardised by fixed statistics of the observations at round 1.
+(64 for MRI): a flow over a low-dimensional learned-by-q0 representation, as the issue allows;
+the residual keeps the density proper on R^n. ``flow.rank`` above q0's completes Q with
+orthonormal directions of q0's residual (variance D): the 8x8 digits demo uses all 64 axes.
+The context h(y) is the observation as network input c(A, y)
+(:meth:`LinearOperator.condition`): for the manifold [y, vec A] itself; for images, where c
+is the zero-filled image, its coordinates Q^T (c - mu) on the same axes (r numbers instead of
+H W: a 320x320 context would dominate the flow's parameters). Either is standardised by
+fixed statistics of the observations at round 1.
 """
 
 from __future__ import annotations
@@ -130,11 +132,28 @@ class PosteriorFlow(nn.Module):
         return x, lp
 
 
+def representation(gaussian: LowRankGaussian, rank: int | None) -> LowRankGaussian:
+    """q0's axes, completed to ``rank`` (None: q0's rank) by orthonormal directions of its
+    residual, each with variance D. The completion is the QR of [Q, I_n]: its first r
+    columns span Q, the others its orthogonal complement (deterministic, no random draw)."""
+    g = gaussian.to(dtype=torch.float64)
+    if rank is None or rank <= g.rank:
+        return g
+    if rank > g.dim:
+        raise ValueError(f"flow.rank {rank} exceeds the data dimension {g.dim}")
+    full, _ = torch.linalg.qr(torch.cat([g.basis, torch.eye(g.dim, dtype=g.basis.dtype)], 1))
+    basis = torch.cat([g.basis, full[:, g.rank : rank]], 1)
+    extra = torch.full((rank - g.rank,), g.residual, dtype=g.variances.dtype)
+    return LowRankGaussian(g.mean, basis, torch.cat([g.variances, extra]), g.residual)
+
+
 def build_flow(
     gaussian: LowRankGaussian, condition: Tensor, settings: FlowSettings
 ) -> PosteriorFlow:
-    """A flow over q0's representation with context statistics of ``condition`` (N, m)."""
-    project = condition.shape[1] == gaussian.dim and gaussian.rank < gaussian.dim
+    """A flow over q0's representation (``settings.rank`` axes) with context statistics of
+    ``condition`` (N, m)."""
+    gaussian = representation(gaussian, settings.rank)
+    project = condition.shape[1] == gaussian.dim
     flow = PosteriorFlow(
         gaussian,
         torch.zeros(gaussian.rank if project else condition.shape[1]),
