@@ -10,7 +10,7 @@ with a clear error if a stage asks for a section it was not given.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -281,6 +281,12 @@ class ExperimentSettings:
             resume_every_s=m["resume_every_s"],
             augment=self._augment(m.get("augment")),
         )
+
+    @cached_property
+    def final_train(self) -> TrainSettings:
+        """DiffEM's final unconditional prior: the M-step's settings, ``final_steps`` steps."""
+        steps = self.section("mstep").get("final_steps") or self.train.steps
+        return replace(self.train, steps=steps)
 
     def _augment(self, block: dict | None) -> Augment | None:
         if not block or not (block["hflip"] or block["shift"]):

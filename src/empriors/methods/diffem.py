@@ -126,6 +126,7 @@ def final_prior(
     progress: bool = True,
 ) -> tuple[Prior, list[float]]:
     """The prior that DiffEM's evaluation samples: a fresh unconditional denoiser (and PPCA)
-    trained on the last lap's reconstructions with the M-step's settings."""
+    trained on the last lap's reconstructions with the M-step's settings, for
+    ``mstep.final_steps`` steps (default ``mstep.steps``)."""
     fresh = Prior(LowRankGaussian.standard(samples.shape[1]))  # no network: from scratch
-    return em_mmps.m_step(samples, fresh, settings, seed, resume_path, progress)
+    return em_mmps.m_step(samples, fresh, settings, seed, resume_path, progress, final=True)

@@ -168,8 +168,10 @@ def m_step(
     seed: int,
     resume_path: Path | None,
     progress: bool = True,
+    final: bool = False,
 ) -> tuple[Prior, list[float]]:
-    """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}."""
+    """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}
+    (``final``: DiffEM's final prior, with ``settings.final_train``)."""
     features = samples.shape[1]
     gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
     torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
@@ -181,7 +183,7 @@ def m_step(
         denoiser,
         samples.to(settings.device, torch.float32),
         settings.schedule,
-        settings.train,
+        settings.final_train if final else settings.train,
         seed,
         resume_path,
         progress,
