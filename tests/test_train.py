@@ -96,3 +96,31 @@ def test_augment_flips_and_shifts_whole_images(g):
     windows = [padded[:, :, i : i + 5, j : j + 6] for i in range(3) for j in range(3)]
     for b in range(2):  # each image is one of the 9 reflect-padded windows, all channels alike
         assert any(torch.equal(shifted[b], w[b]) for w in windows)
+
+
+def test_resume_state_from_other_data_or_start_is_ignored(tmp_path, g):
+    """A stale state with the same settings and seed, left by a run on other E-step samples
+    (or from other initial weights), is not continued: the result equals a fresh run."""
+    data, schedule = _data(g), VESchedule(1e-3, 10)
+    resume = tmp_path / "state.pt"
+    train_denoiser(_net(), data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False)
+    other_data = data + 0.01
+    fresh, _ = train_denoiser(_net(), other_data, schedule, SETTINGS, seed=7, progress=False)
+    from_state, _ = train_denoiser(
+        _net(), other_data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False
+    )
+    for k in fresh:
+        assert torch.equal(fresh[k], from_state[k])
+
+    def shifted_start():
+        net = _net()
+        with torch.no_grad():
+            net.backbone.net[0].bias.fill_(0.1)
+        return net
+
+    fresh, _ = train_denoiser(shifted_start(), data, schedule, SETTINGS, seed=7, progress=False)
+    from_state, _ = train_denoiser(
+        shifted_start(), data, schedule, SETTINGS, seed=7, resume_path=resume, progress=False
+    )
+    for k in fresh:
+        assert torch.equal(fresh[k], from_state[k])

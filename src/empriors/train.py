@@ -8,6 +8,7 @@ same bytes as an uninterrupted one (tested end to end in tests/test_workflow.py)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -84,6 +85,19 @@ def _augment(augment: Augment, x: Tensor, condition: Tensor | None, generator):
     return both[:, : x.shape[1]], both[:, x.shape[1] :]
 
 
+def _fingerprint(denoiser: nn.Module, data: Tensor, condition: Tensor | None) -> str:
+    """SHA-256 of what a run starts from: the data (and conditions) and the initial weights.
+    A resume state is only valid for the same start: a rerun after its inputs changed (a new
+    E-step, another previous lap) must not continue a stale run with matching settings."""
+    digest = hashlib.sha256()
+    tensors = [data, *([] if condition is None else [condition])]
+    tensors += [v for _, v in sorted(denoiser.state_dict().items())]
+    for x in tensors:
+        digest.update(str((tuple(x.shape), x.dtype)).encode())
+        digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def train_denoiser(
     denoiser: nn.Module,
     data: Tensor,
@@ -113,11 +127,17 @@ def train_denoiser(
     )
     start, losses, window = 0, [], []
     log_every = max(1, settings.steps // 100)
+    fingerprint = _fingerprint(denoiser, data, condition) if resume_path is not None else ""
 
     if resume_path is not None and resume_path.exists():
         state = load_checkpoint(resume_path)
         if state["settings"] != repr(settings) or state["seed"] != seed:
             log.warning("ignoring resume state %s: it was made with other settings", resume_path)
+        elif state.get("fingerprint") != fingerprint:
+            log.warning(
+                "ignoring resume state %s: it was made from other data or initial weights",
+                resume_path,
+            )
         else:
             denoiser.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -141,6 +161,7 @@ def train_denoiser(
             "window": window,
             "settings": repr(settings),
             "seed": seed,
+            "fingerprint": fingerprint,
         }
         if ema is not None:
             state["ema"] = ema.state_dict()
