@@ -112,3 +112,12 @@ def test_diffem_cifar_paper_configs_plan_every_target(tmp_path):
         proc = run(snakemake("--profile", "slurm", f"results/compare/{name}.csv", "-n"), project)
         stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
         assert stats["compare"] == "1" and stats["init_prior"] == str(jobs), (name, stats)
+
+
+def test_demo_rule_all_leaves_the_compared_methods_to_make_compare(tmp_path):
+    """`make demo` runs EM-MMPS only; the DiffEM/FlowDiff variants are `make compare`'s
+    (their YAML anchors must not carry an experiment's `enabled: true` into rule all)."""
+    project = make_project(tmp_path)
+    proc = run(snakemake("--configfile", "config/demo.yaml", "-n"), project)
+    assert "results/mri/fid.csv" in proc.stdout
+    assert "_diffem" not in proc.stdout and "_flowdiff" not in proc.stdout
