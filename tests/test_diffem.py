@@ -6,7 +6,7 @@ import torch
 from empriors.config import ExperimentSettings
 from empriors.diffusion import Denoiser
 from empriors.gaussian import LowRankGaussian
-from empriors.methods import diffem, model_samples, posterior_samples
+from empriors.methods import diffem, em_mmps, model_samples, posterior_samples
 from empriors.methods.prior import Prior, build_denoiser
 from empriors.nn import MLPBackbone
 from empriors.operators import Projection, observe
@@ -43,7 +43,7 @@ def test_mstep_trains_on_fresh_corruptions_not_the_original_observations(g, monk
         captured["data"], captured["condition"] = data, condition
         return denoiser.state_dict(), [0.0]
 
-    monkeypatch.setattr(diffem, "train_denoiser", fake_train)
+    monkeypatch.setattr(em_mmps, "train_denoiser", fake_train)
     previous = Prior(LowRankGaussian.standard(3))
     diffem.m_step(x, previous, _draw(settings), 0.05, settings, 7, None, progress=False)
     cond = captured["condition"].double()

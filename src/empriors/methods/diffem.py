@@ -27,11 +27,10 @@ from tqdm.auto import tqdm
 
 from empriors.config import ExperimentSettings, SamplerSettings
 from empriors.diffusion import Conditioned, VESchedule, sample
-from empriors.gaussian import LowRankGaussian, fit_ppca
+from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
-from empriors.methods.prior import Prior, build_denoiser
+from empriors.methods.prior import Prior
 from empriors.operators import LinearOperator, observe
-from empriors.train import train_denoiser
 
 # n, generator -> n operators of the experiment's observation family
 OperatorDraw = Callable[[int, torch.Generator], LinearOperator]
@@ -98,24 +97,9 @@ def m_step(
     generator = torch.Generator().manual_seed(seed)
     op, y = fresh_corruptions(samples, draw, sigma_y, generator)
     condition = op.condition(y).to(torch.float32)
-    gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
-    torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
-    denoiser = build_denoiser(settings, samples.shape[1], condition.shape[1])
-    if previous.conditional:
-        denoiser.load_state_dict(previous.network.state_dict())
-    denoiser.to(settings.device)
-    weights, losses = train_denoiser(
-        denoiser,
-        samples.to(settings.device, torch.float32),
-        settings.schedule,
-        settings.train,
-        seed,
-        resume_path,
-        progress,
-        condition=condition.to(settings.device),
+    return em_mmps.m_step(
+        samples, previous, settings, seed, resume_path, progress, condition=condition
     )
-    denoiser.load_state_dict(weights)
-    return Prior(gaussian, denoiser.cpu().eval()), losses
 
 
 def final_prior(

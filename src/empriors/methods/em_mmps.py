@@ -169,14 +169,18 @@ def m_step(
     resume_path: Path | None,
     progress: bool = True,
     final: bool = False,
+    condition: Tensor | None = None,
 ) -> tuple[Prior, list[float]]:
     """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}
-    (``final``: DiffEM's final prior, with ``settings.final_train``)."""
+    (``final``: DiffEM's final prior, with ``settings.final_train``; ``condition`` (N, m):
+    DiffEM's conditional denoiser on the pairs (samples_i, condition_i)). theta_{k-1} is
+    carried over when it has the same conditioning, else the network starts fresh."""
     features = samples.shape[1]
+    extra = 0 if condition is None else condition.shape[1]
     gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
     torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
-    denoiser = build_denoiser(settings, features)
-    if previous.network is not None:
+    denoiser = build_denoiser(settings, features, extra)
+    if previous.network is not None and previous.network.condition_features == extra:
         denoiser.load_state_dict(previous.network.state_dict())
     denoiser.to(settings.device)
     weights, losses = train_denoiser(
@@ -187,6 +191,7 @@ def m_step(
         seed,
         resume_path,
         progress,
+        condition=None if condition is None else condition.to(settings.device, torch.float32),
     )
     denoiser.load_state_dict(weights)
     return Prior(gaussian, denoiser.cpu().eval()), losses
