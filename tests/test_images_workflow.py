@@ -67,15 +67,19 @@ def test_digits_run_gives_fid_csv_figures_and_snapshots(tmp_path):
 
 
 def test_cifar_paper_configs_plan_32_iterations_with_sharded_sampling(tmp_path):
-    """One command per Table 1 row: 32 laps x 16 E-step shards, 33 x 16 sampling shards."""
+    """Every Table 1 row: 32 laps x 16 E-step shards, 33 x 16 sampling shards (one dry run
+    plans all six: one DAG build, and each experiment's jobs add up)."""
     project = make_project(tmp_path)
+    n = len(CIFAR_CONFIGS)
+    targets = [f"results/{exp}/fid.csv" for exp in CIFAR_CONFIGS]
+    proc = run(snakemake("--profile", "slurm", *targets, "-n"), project)
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert stats["estep"] == str(n * 512) and stats["mstep"] == str(n * 32), stats
+    assert stats["sample_prior"] == str(n * 528) and stats["evaluate_images"] == str(n * 33)
+    assert stats["corrupt"] == str(n) and stats["init_prior"] == str(n), stats
+    assert stats["aggregate_images"] == str(n), stats
     for exp in CIFAR_CONFIGS:
-        proc = run(snakemake("--profile", "slurm", f"results/{exp}/fid.csv", "-n"), project)
-        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-        assert stats["estep"] == "512" and stats["mstep"] == "32", (exp, stats)
-        assert stats["sample_prior"] == "528" and stats["evaluate_images"] == "33", (exp, stats)
-        assert stats["corrupt"] == "1" and stats["init_prior"] == "1", (exp, stats)
-        assert stats["aggregate_images"] == "1", (exp, stats)
+        assert f"results/{exp}/iter_32/prior.pt" in proc.stdout, exp
 
 
 def test_mri_headline_command_plans_16_iterations_on_gpus(tmp_path):

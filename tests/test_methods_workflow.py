@@ -15,6 +15,7 @@ pytestmark = pytest.mark.workflow
 
 # One shard per lap and no DVC snapshots: few jobs (EM-MMPS, sharding and snapshots have
 # their own workflow tests; the final prior's snapshot is planned in the dry run below).
+# final_steps too: config/demo.yaml's (3x a demo lap) is deep-merged in otherwise.
 TINY = """
 dvc: {enabled: false}
 experiments:
@@ -22,7 +23,7 @@ experiments:
     em: {iterations: 2, shards: 1}
     init: {rounds: 2}
     estep: {steps: 16}
-    mstep: {steps: 200}
+    mstep: {steps: 200, final_steps: 200}
     evaluate: {n_samples: 256, steps: 16, figure_iterations: [0, 2]}
   manifold_flowdiff:
     <<: *tiny
@@ -30,7 +31,7 @@ experiments:
   digits_mask_diffem: &tiny_digits
     em: {iterations: 2, shards: 1}
     init: {rounds: 2}
-    mstep: {steps: 100}
+    mstep: {steps: 100, final_steps: 100}
     estep: {steps: 8}
     evaluate: {n_samples: 128, shards: 1, steps: 8, figure_iterations: [0, 2], examples: 2}
   digits_mask_flowdiff:
@@ -101,17 +102,21 @@ def test_diffem_cifar_paper_configs_plan_every_target(tmp_path):
     """DiffEM at paper scale (90% and 75% masking, blur): 32 laps x 16 shards, the final
     unconditional prior, and its FID beside every lap's."""
     project = make_project(tmp_path)
+    n = len(DIFFEM_CIFAR)  # one dry run plans all three (one DAG build, jobs add up)
+    targets = [f"results/{exp}/fid.csv" for exp in DIFFEM_CIFAR]
+    proc = run(snakemake("--profile", "slurm", *targets, "-n"), project)
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert stats["estep"] == str(n * 512) and stats["mstep"] == str(n * 32), stats
+    assert stats["final_prior"] == str(n) and stats["evaluate_images"] == str(n * 34), stats
+    assert stats["sample_prior"] == str(n * 34 * 16), stats
+    assert stats["snapshot_iteration"] == str(n * 34), stats
     for exp in DIFFEM_CIFAR:
-        proc = run(snakemake("--profile", "slurm", f"results/{exp}/fid.csv", "-n"), project)
-        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-        assert stats["estep"] == "512" and stats["mstep"] == "32", (exp, stats)
-        assert stats["final_prior"] == "1", (exp, stats)
-        assert stats["sample_prior"] == str(34 * 16) and stats["evaluate_images"] == "34"
-        assert stats["snapshot_iteration"] == "34", (exp, stats)
-    for name, jobs in (("cifar10_mask90", 2), ("mri", 3)):
-        proc = run(snakemake("--profile", "slurm", f"results/compare/{name}.csv", "-n"), project)
-        stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-        assert stats["compare"] == "1" and stats["init_prior"] == str(jobs), (name, stats)
+        assert f"results/{exp}/iter_final/prior.pt" in proc.stdout, exp
+    # the comparison tables of the paper configs: 2 experiments (CIFAR 90%) and 3 (MRI)
+    targets = ["results/compare/cifar10_mask90.csv", "results/compare/mri.csv"]
+    proc = run(snakemake("--profile", "slurm", *targets, "-n"), project)
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert stats["compare"] == "2" and stats["init_prior"] == str(2 + 3), stats
 
 
 def test_demo_rule_all_leaves_the_compared_methods_to_make_compare(tmp_path):
