@@ -29,6 +29,7 @@ from empriors.metrics.sinkhorn import weighted_sinkhorn_divergence
 from empriors.mixture import GaussianMixture
 from empriors.operators import Matrix
 from empriors.posterior import build_posterior
+from empriors.seeding import generator as seeded_generator
 
 SIDE = 8
 
@@ -130,6 +131,9 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
     for kind in cfg["samplers"]:
         its = cfg["mmps_iterations"] if kind == "mmps" else [None]
         variants += [(kind, it) for it in its]
+    # Each configuration samples from its own stream, seeded by the task's stream and the
+    # configuration: a row does not depend on which other steps or samplers are configured.
+    base = int(torch.randint(2**62, (1,), generator=generator))
     # warm-up (allocator, thread pool), so that the first timed configuration is not penalised
     sample(
         build_posterior("mmps", mix.denoise, op, ys, sigma_y2, cg_maxiter=1),
@@ -137,7 +141,7 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
         VESchedule(1e-3, 1e2),
         2,
         "ddpm",
-        generator,
+        seeded_generator(base, "warm-up"),
         dtype=torch.float64,
     )
     rows = []
@@ -164,7 +168,7 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
                 VESchedule(1e-3, 1e2),
                 steps,
                 "ddpm",
-                generator,
+                seeded_generator(base, kind, iterations, steps),
                 dtype=torch.float64,
             )
             seconds = time.perf_counter() - t0
