@@ -85,6 +85,9 @@ def _augment(augment: Augment, x: Tensor, condition: Tensor | None, generator):
     return both[:, : x.shape[1]], both[:, x.shape[1] :]
 
 
+_HASH_CHUNK = 1 << 24  # elements per fingerprint update (64 MiB of float32)
+
+
 def _fingerprint(denoiser: nn.Module, data: Tensor, condition: Tensor | None) -> str:
     """SHA-256 of what a run starts from: the data (and conditions) and the initial weights.
     A resume state is only valid for the same start: a rerun after its inputs changed (a new
@@ -94,7 +97,11 @@ def _fingerprint(denoiser: nn.Module, data: Tensor, condition: Tensor | None) ->
     tensors += [v for _, v in sorted(denoiser.state_dict().items())]
     for x in tensors:
         digest.update(str((tuple(x.shape), x.dtype)).encode())
-        digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+        flat = x.detach().reshape(-1)
+        # streamed in chunks: no full host copy of a large (or on-device) training set; the
+        # digest equals that of the whole byte string
+        for chunk in flat.split(_HASH_CHUNK):
+            digest.update(memoryview(chunk.cpu().contiguous().numpy()))
     return digest.hexdigest()
 
 
