@@ -52,7 +52,9 @@ def code_version() -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """UTC time stamp to the millisecond: job durations (compare.py) of sub-second jobs
+    (a Gaussian q0 fit on small data) must not round to zero."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def provenance(stage: str, config: dict, inputs: Iterable[str | Path], seed: int | None,

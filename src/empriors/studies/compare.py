@@ -62,8 +62,9 @@ def method_rows(
                 "metric": metric,
                 "value": float(r[metric]),
                 "wall_s": round(cost["wall_s"], 1),
-                "job_hours": round(cost["job_hours"], 5),
-                "gpu_hours": round(cost["job_hours"], 5) if on_gpu else 0.0,
+                # 1e-8 h = 36 us: below the stamps' millisecond resolution.
+                "job_hours": round(cost["job_hours"], 8),
+                "gpu_hours": round(cost["job_hours"], 8) if on_gpu else 0.0,
             }
         )
     return rows
