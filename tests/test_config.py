@@ -39,3 +39,14 @@ def test_missing_section_is_a_clear_error():
     assert s.schedule.sigma_max == 10.0
     with pytest.raises(ConfigError, match="'mstep'"):
         _ = s.train
+
+
+def test_ema_warmup_is_read_and_defaults_to_a_fixed_decay():
+    mstep = {**PAPER["mstep"], "ema": 0.999}
+    validate_sections({"mstep": {**mstep, "ema_warmup": True}})
+    with pytest.raises(ConfigError, match="mstep/ema_warmup"):
+        validate_sections({"mstep": {**mstep, "ema_warmup": "yes"}})
+    s = ExperimentSettings("manifold", {"mstep": mstep}, 0, "cpu")
+    assert s.train.ema == 0.999 and s.train.ema_warmup is False
+    s = ExperimentSettings("manifold", {"mstep": {**mstep, "ema_warmup": True}}, 0, "cpu")
+    assert s.train.ema_warmup is True

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -124,3 +126,28 @@ def test_resume_state_from_other_data_or_start_is_ignored(tmp_path, g):
     )
     for k in fresh:
         assert torch.equal(fresh[k], from_state[k])
+
+
+def test_warmup_ema_follows_its_decay_rule():
+    """d_n = min(decay, (1 + n) / (10 + n)): after the first update (a copy) the average moves
+    by 1 - 2/11 towards the weights, and a long run uses the configured decay."""
+    avg, cur = [torch.zeros(3)], [torch.ones(3)]
+    train_module.warmup_ema(0.999)(avg, cur, torch.tensor(1))
+    assert torch.allclose(avg[0], torch.full((3,), 9 / 11))
+    avg = [torch.zeros(3)]
+    train_module.warmup_ema(0.999)(avg, cur, torch.tensor(10**6))
+    assert torch.allclose(avg[0], torch.full((3,), 1e-3))
+
+
+def test_warmup_ema_forgets_the_first_weights(g):
+    """A run's saved EMA weights against its raw end weights: with the warmup, the share of the
+    early weights is gone, so the EMA lies closer to the end of the run (fixed decay 0.99 over
+    60 steps keeps 0.99^60 = 55% of the first step's weights)."""
+    data, schedule = _data(g), VESchedule(1e-3, 10)
+    raw, _ = train_denoiser(_net(), data, schedule, replace(SETTINGS, ema=None), 1, progress=False)
+    gaps = {}
+    for warm in (False, True):
+        s = replace(SETTINGS, ema=0.99, ema_warmup=warm)
+        ema, _ = train_denoiser(_net(), data, schedule, s, 1, progress=False)
+        gaps[warm] = sum((ema[k] - raw[k]).square().sum() for k in raw).sqrt()
+    assert gaps[True] < 0.5 * gaps[False]

@@ -278,6 +278,7 @@ class ExperimentSettings:
             lr_end=m["lr_end"],
             clip=m["clip"],
             ema=m["ema"],
+            ema_warmup=m.get("ema_warmup", False),
             resume_every_s=m["resume_every_s"],
             augment=self._augment(m.get("augment")),
         )
