@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup profiles demo compare test lint dryrun-paper clean-results
+.PHONY: setup profiles demo compare test lint dryrun-paper clean-results readme-figures
 
 setup: $(VENV)/.installed profiles
 
@@ -39,6 +39,18 @@ demo: setup
 compare: setup
 	snakemake results/compare/manifold.csv results/compare/digits.csv results/compare/mri.csv \
 		--profile local --configfile config/demo.yaml
+
+# The figures the README shows, copied from a finished `make demo` + `make compare` into the
+# tracked docs/figures/ (results/ is DVC's, not git's): RESULT/figures/NAME.png ->
+# docs/figures/RESULT_NAME.png
+README_FIGURES := digits_mask/figures/metric_curve.png digits_mask/figures/samples.png \
+	digits_mask/figures/posterior_examples.png mri/figures/metric_curve.png \
+	mri/figures/samples.png mri/figures/reconstructions_iter_4.png \
+	compare/figures/manifold.png compare/figures/digits.png compare/figures/mri.png
+
+readme-figures:
+	mkdir -p docs/figures
+	for f in $(README_FIGURES); do cp results/$$f docs/figures/$$(echo $$f | sed 's#/figures/#_#'); done
 
 test: setup
 	$(PY) -m pytest
