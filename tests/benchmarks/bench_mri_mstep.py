@@ -46,7 +46,7 @@ VARIANTS = {
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        deep = isinstance(v, dict) and isinstance(out.get(k), dict) and k != "augment"
+        deep = isinstance(v, dict) and isinstance(out.get(k), dict)
         out[k] = _merge(out[k], v) if deep else v
     return out
 
@@ -56,34 +56,34 @@ def demo_experiment() -> dict:
     return _merge(cfgs[0], cfgs[1])["experiments"]["mri"]
 
 
+def lap1_data() -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """The lap-1 E-step samples (N, D), the held-out slices (M, D) and the image shape."""
+    x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in sorted(RESULTS.glob("iter_1/samples_*.h5"))])
+    arrays, attrs = read_h5(RESULTS / "truth.h5", ["val"])
+    return x, arrays["val"].float(), tuple(int(v) for v in attrs["shape"])
+
+
 def run_variant(name: str) -> tuple[str, list[float]]:
     torch.set_num_threads(1)
     exp = demo_experiment()
     exp["mstep"] = _merge(exp["mstep"], VARIANTS[name])
     s = experiment_settings("mri", exp, 0, "cpu")
-    x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in sorted(RESULTS.glob("iter_1/samples_*.h5"))])
+    x, val, shape = lap1_data()
     previous = _load_prior(RESULTS / "iter_0" / "prior.pt", s)
-    arrays, attrs = read_h5(RESULTS / "truth.h5", ["val"])
-    shape = tuple(int(v) for v in attrs["shape"])
     prior, _ = em_mmps.m_step(x, previous, s, seed=123, resume_path=None, progress=False)
     fds = []
     for seed in (1, 2):
         v = model_samples(prior, 512, s.eval_sampler, 512, s, seed, None)
-        fds.append(image_metric("fd_pixels", v, arrays["val"].float(), shape)["fd_pixels"])
+        fds.append(image_metric("fd_pixels", v, val, shape)["fd_pixels"])
     return name, fds
 
 
 def estep_fd() -> str:
     """fd_pixels of 512 of the lap-1 E-step samples (two random subsets)."""
-    x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in sorted(RESULTS.glob("iter_1/samples_*.h5"))])
-    arrays, attrs = read_h5(RESULTS / "truth.h5", ["val"])
-    shape = tuple(int(v) for v in attrs["shape"])
+    x, val, shape = lap1_data()
     g = torch.Generator().manual_seed(0)
-    fds = [
-        image_metric("fd_pixels", x[torch.randperm(len(x), generator=g)[:512]].float(),
-                     arrays["val"].float(), shape)["fd_pixels"]
-        for _ in range(2)
-    ]  # fmt: skip
+    subsets = [x[torch.randperm(len(x), generator=g)[:512]].float() for _ in range(2)]
+    fds = [image_metric("fd_pixels", v, val, shape)["fd_pixels"] for v in subsets]
     return " / ".join(f"{f:.1f}" for f in fds)
 
 
