@@ -39,7 +39,7 @@ def test_mstep_trains_on_fresh_corruptions_not_the_original_observations(g, monk
     y = observe(x.double(), op, 0.05, g)
     captured = {}
 
-    def fake_train(denoiser, data, schedule, train, seed, resume, progress, condition=None):
+    def fake_train(denoiser, data, schedule, train, seed, resume, progress, condition=None, **_):
         captured["data"], captured["condition"] = data, condition
         return denoiser.state_dict(), [0.0]
 

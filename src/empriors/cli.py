@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from empriors import methods, plots
+from empriors import distributed, methods, plots
 from empriors.config import (
     ConfigError,
     ExperimentSettings,
@@ -61,7 +61,23 @@ def _seed_name(args) -> str:
 
 
 def _settings(args) -> ExperimentSettings:
-    return experiment_settings(args.exp, parse_json_config(args.config), args.seed, args.device)
+    s = experiment_settings(
+        args.exp,
+        parse_json_config(args.config),
+        args.seed,
+        args.device,
+        args.precision,
+        args.compile,
+    )
+    s.compute.apply_backend_flags()
+    return s
+
+
+def _provenance(stage: str, s: ExperimentSettings, inputs, seed: int, started: str) -> dict:
+    """The provenance of a stage's artifact: its config sections, how the networks ran
+    (precision, compile) and, for a data-parallel M-step, the number of processes."""
+    config = {**s.raw, "compute": {**s.compute.record(), "processes": s.ranks.world}}
+    return provenance(stage, config, inputs, seed, started)
 
 
 OPERATOR_KEYS = {
@@ -122,6 +138,12 @@ def _load_prior(path, settings: ExperimentSettings) -> Prior:
     except RuntimeError as e:
         raise ArtifactError(f"{path}: weights do not fit the configured network: {e}") from e
     return Prior(gaussian, network, flow)
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() == "true"
 
 
 def _iteration(value: str) -> int | str:
@@ -292,9 +314,9 @@ def cmd_init_prior(args):
         y, op = y[:n_fit], op[:n_fit]
     seed = derive_seed(args.seed, _seed_name(args), "init")
     gaussian, history = em_mmps.fit_initial_gaussian(op, y, dim, s, generator(seed))
-    prov = provenance(
+    prov = _provenance(
         "init_prior",
-        s.raw,
+        s,
         [args.observations],
         seed,
         started,
@@ -325,9 +347,9 @@ def cmd_estep(args):
     log.info(
         "E-step shard %d: %d samples in %.1f s", args.shard, x.shape[0], time.perf_counter() - t0
     )
-    prov = provenance(
+    prov = _provenance(
         "estep",
-        s.raw,
+        s,
         [args.prior, args.observations],
         seed,
         started,
@@ -342,6 +364,10 @@ def cmd_estep(args):
 
 def cmd_mstep(args):
     started, s = now(), _settings(args)
+    # torchrun's processes (mstep.gpus > 1): join the group and take this rank's GPU first
+    s.ranks, s.device = distributed.from_environment(s.device)
+    if s.ranks.distributed and s.method == "flowdiff":
+        raise ConfigError("FlowDiff's M-step runs as one process (mstep.gpus must be 1)")
     shards = [read_h5(p, ["x"])[0]["x"] for p in args.samples]
     x = torch.cat(shards)
     kept = em_mmps.keep_in_range(x, s.keep_range)
@@ -358,15 +384,17 @@ def cmd_mstep(args):
         y, op, _, shape = _load_observations(args.observations)
         observations = (op, y, shape)
     prior, losses = methods.m_step(kept, previous, s, seed, resume, observations)
-    inputs = [*args.samples, args.prior] + ([args.observations] if observations else [])
-    prov = provenance("mstep", s.raw, inputs, seed, started)
-    _save_prior(
-        args.out,
-        prior,
-        {"iteration": args.iteration, **losses, "kept": kept.shape[0], "method": s.method},
-        prov,
-    )
-    resume.unlink(missing_ok=True)
+    if s.ranks.main:  # the weights are the same on every rank; one writes them
+        inputs = [*args.samples, args.prior] + ([args.observations] if observations else [])
+        prov = _provenance("mstep", s, inputs, seed, started)
+        _save_prior(
+            args.out,
+            prior,
+            {"iteration": args.iteration, **losses, "kept": kept.shape[0], "method": s.method},
+            prov,
+        )
+        resume.unlink(missing_ok=True)
+    distributed.finish(s.ranks)
 
 
 def cmd_final_prior(args):
@@ -380,7 +408,7 @@ def cmd_final_prior(args):
     seed = derive_seed(args.seed, _seed_name(args), "final_prior")
     resume = Path(args.resume_dir) / "final.pt"
     prior, losses = diffem.final_prior(kept, s, seed, resume)
-    prov = provenance("final_prior", s.raw, list(args.samples), seed, started)
+    prov = _provenance("final_prior", s, list(args.samples), seed, started)
     payload = {"iteration": "final", "losses": torch.tensor(losses, dtype=torch.float64)}
     _save_prior(args.out, prior, {**payload, "kept": kept.shape[0]}, prov)
     resume.unlink(missing_ok=True)
@@ -440,7 +468,7 @@ def cmd_evaluate(args):
         "reg": reg,
     }
     log.info("iteration %d: %s", args.iteration, result)
-    prov = provenance("evaluate", s.raw, [args.prior, args.truth, args.reference], seed, started)
+    prov = _provenance("evaluate", s, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     _write_json(args.out, {**result, "provenance": prov})
 
@@ -474,7 +502,7 @@ def cmd_sample_prior(args):
     x = methods.model_samples(prior, n, s.eval_sampler, ev["batch_size"], s, seed, observations)
     if not torch.isfinite(x).all():
         raise FloatingPointError(f"samples of {args.prior} contain NaN/Inf; nothing written")
-    prov = provenance("sample_prior", s.raw, [args.prior], seed, started)
+    prov = _provenance("sample_prior", s, [args.prior], seed, started)
     write_h5(args.out, {"x": x}, prov, {"iteration": args.iteration, "shard": args.shard})
 
 
@@ -556,7 +584,7 @@ def cmd_reconstruct(args):
         raise FloatingPointError(f"reconstructions by {args.prior} contain NaN/Inf")
     scores = reconstruction.scores(recs, truth, shape[1:])
     log.info("iteration %d: %s", args.iteration, scores)
-    prov = provenance("reconstruct", s.raw, [args.prior, args.truth], seed, started)
+    prov = _provenance("reconstruct", s, [args.prior, args.truth], seed, started)
     tensors = {"truth": truth}
     for r in recs:
         label = reconstruction.acceleration_label(r.acceleration)
@@ -731,6 +759,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, required=True, help="the config's global seed")
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda")
         sp.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        sp.add_argument(
+            "--precision", default="auto", help="auto | fp32 | tf32 | bf16 (the networks')"
+        )
+        sp.add_argument(
+            "--compile", type=_boolean, default=False, help="true | false: torch.compile"
+        )
         sp.set_defaults(fn=fn)
         return sp
 
@@ -847,7 +881,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.fn(args)
-    except (ConfigError, ArtifactError, FloatingPointError, ValueError) as e:
+    except (
+        ConfigError,
+        ArtifactError,
+        FloatingPointError,
+        ValueError,
+        distributed.DistributedError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

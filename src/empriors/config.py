@@ -18,6 +18,8 @@ import jsonschema
 import torch
 import yaml
 
+from empriors import distributed
+from empriors.compute import Compute
 from empriors.diffusion import VESchedule
 from empriors.operators import (
     GaussianBlur,
@@ -33,7 +35,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 # Keys that shape only the DAG, never an artifact: the workflow leaves them out of stage
 # configs (workflow/rules/common.smk), so extending a run reruns nothing that is finished.
-WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"))
+WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"), ("mstep", "gpus"))
 
 
 class ConfigError(ValueError):
@@ -152,12 +154,30 @@ def _device(name: str) -> torch.device:
 
 
 class ExperimentSettings:
-    """Typed views of one experiment's (partial) config, built when first used."""
+    """Typed views of one experiment's (partial) config, built when first used.
 
-    def __init__(self, name: str, cfg: dict, seed: int, device: str = "auto"):
+    ``precision`` and ``compile`` (the config's global keys) say how the networks run
+    (:attr:`compute`); ``ranks`` is this process's place in a data-parallel M-step (set by
+    the mstep stage, see :mod:`empriors.distributed`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cfg: dict,
+        seed: int,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+    ):
         validate_sections(cfg)
         self.name, self.raw, self.seed = name, cfg, seed
         self.device = _device(device)
+        try:
+            self.compute = Compute.from_config(self.device, precision, compile)
+        except ValueError as e:
+            raise ConfigError(f"config error at precision: {e}") from None
+        self.ranks = distributed.SINGLE
 
     def section(self, name: str) -> dict:
         if name not in self.raw:
@@ -325,6 +345,11 @@ class ExperimentSettings:
 
 
 def experiment_settings(
-    name: str, cfg: dict, seed: int, device: str = "auto"
+    name: str,
+    cfg: dict,
+    seed: int,
+    device: str = "auto",
+    precision: str = "auto",
+    compile: bool = False,
 ) -> ExperimentSettings:
-    return ExperimentSettings(name, cfg, seed, device)
+    return ExperimentSettings(name, cfg, seed, device, precision, compile)

@@ -56,7 +56,13 @@ class Denoiser(nn.Module):
     concatenation [c_in x_t, c] with c (B, m) the observation as network input
     (:meth:`empriors.operators.LinearOperator.condition`); for flat images of shape (C, H, W)
     and c of shape (B, C' H W) that is the channel concatenation (C + C', H, W).
+
+    ``compute`` (set by :meth:`empriors.compute.Compute.accelerate`; None: float32): the
+    backbone runs under its autocast (bf16); its output is cast back to x_t's dtype, so the
+    preconditioning, the loss and the posterior corrections stay in float32.
     """
+
+    compute = None  # an empriors.compute.Compute, or None
 
     def __init__(self, backbone: nn.Module, condition_features: int = 0):
         super().__init__()
@@ -77,7 +83,11 @@ class Denoiser(nn.Module):
         inputs = c_in * x_t
         if condition is not None:
             inputs = torch.cat([inputs, condition.to(x_t.dtype)], dim=-1)
-        return c_skip * x_t + c_out * self.backbone(inputs, torch.log(sigma))
+        if self.compute is None:
+            return c_skip * x_t + c_out * self.backbone(inputs, torch.log(sigma))
+        with self.compute.autocast():
+            out = self.backbone(inputs, torch.log(sigma))
+        return c_skip * x_t + c_out * out.to(x_t.dtype)
 
 
 class Conditioned:
@@ -105,13 +115,18 @@ def denoising_loss(
     schedule: VESchedule,
     generator: torch.Generator,
     condition: Tensor | None = None,
+    rows: slice | None = None,
 ) -> Tensor:
     """E_t E_z [ lambda_t * mean_features (d(x + sigma_t z [, c]) - x)^2 ], t ~ Beta(3,3),
     lambda_t = 1/sigma_t^2 + 1. ``x``: (B, *S), ``condition`` c: (B, m) or None. Returns a
-    scalar."""
+    scalar. ``rows``: t and z are drawn for the whole batch, the loss is the mean over these
+    rows only (a data-parallel rank's share of the global batch)."""
     t = beta33(x.shape[0], generator, dtype=x.dtype, device=x.device)
     sigma = schedule.sigma(t)
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    if rows is not None:
+        x, sigma, z = x[rows], sigma[rows], z[rows]
+        condition = None if condition is None else condition[rows]
     s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
     extra = () if condition is None else (condition,)
     err = (denoiser(x + s * z, sigma, *extra) - x).square().flatten(1).mean(dim=1)

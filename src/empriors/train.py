@@ -20,8 +20,11 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from empriors import distributed
+from empriors.compute import Compute
 from empriors.data.io import atomic_torch_save, load_checkpoint
 from empriors.diffusion import VESchedule, denoising_loss
+from empriors.distributed import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,8 @@ def train_denoiser(
     resume_path: Path | None = None,
     progress: bool = True,
     condition: Tensor | None = None,
+    compute: Compute | None = None,
+    ranks: Ranks = distributed.SINGLE,
 ) -> tuple[dict[str, Tensor], list[float]]:
     """Minimise :func:`denoising_loss` on ``data`` (N, *S), batches drawn with replacement;
     with ``condition`` (N, m) (DiffEM), on the pairs (data_i, condition_i), augmented jointly.
@@ -140,6 +145,12 @@ def train_denoiser(
     Returns the weights to save (EMA weights when ``settings.ema``) and the mean loss per
     1% of the run. If ``resume_path`` holds a state from an interrupted run with the same
     settings, training continues from it; the caller deletes it once the output is saved.
+
+    ``compute``: the network's precision and compilation (None: float32, eager). ``ranks``:
+    data parallelism (:mod:`empriors.distributed`): every rank draws the same global batch
+    of ``settings.batch_size`` rows and computes the loss on its share; DDP averages the
+    gradients, so the steps equal the 1-process run's; rank 0 alone saves resume states.
+    The logged loss is the mean over the ranks (the global batch's loss).
     """
     device = data.device
     generator = torch.Generator(device=device)
@@ -198,6 +209,12 @@ def train_denoiser(
             state["ema"] = ema.state_dict()
         atomic_torch_save(state, resume_path)
 
+    if compute is not None:
+        denoiser.compute = compute
+    model = distributed.wrap(denoiser, ranks, device)
+    model = compute.compiled(model) if compute is not None else model
+    local_rows = ranks.rows(settings.batch_size) if ranks.distributed else None
+
     denoiser.train()
     last_save = time.monotonic()
     bar = tqdm(
@@ -205,7 +222,7 @@ def train_denoiser(
         initial=start,
         total=settings.steps,
         desc="M-step",
-        disable=not progress,
+        disable=not progress or not ranks.main,
         mininterval=5,
     )
     for step in bar:
@@ -216,9 +233,10 @@ def train_denoiser(
         cond = None if condition is None else condition[index]
         if settings.augment is not None:
             batch, cond = _augment(settings.augment, batch, cond, generator)
-        loss = denoising_loss(denoiser, batch, schedule, generator, cond)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+        loss = denoising_loss(model, batch, schedule, generator, cond, local_rows)
+        value = ranks.mean(loss.detach()).item()  # the same on every rank: all stop together
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss is {value} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.clip:
@@ -227,13 +245,14 @@ def train_denoiser(
         scheduler.step()
         if ema is not None:
             ema.update_parameters(denoiser)
-        window.append(loss.item())
+        window.append(value)
         if len(window) == log_every:
             losses.append(sum(window) / len(window))
             window = []
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if resume_path is not None and time.monotonic() - last_save > settings.resume_every_s:
-            save_state(step + 1)
+            if ranks.main:  # the state is the same on every rank
+                save_state(step + 1)
             last_save = time.monotonic()
     if window:
         losses.append(sum(window) / len(window))

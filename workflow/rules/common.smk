@@ -4,13 +4,25 @@ import json
 import shlex
 
 ENV = "../../envs/empriors.yaml"
-# A GPU per E-step/M-step/evaluate job unless the config runs on the CPU. Locally the
-# profile caps gpu globally; on SLURM the executor turns it into --gpus.
+# A GPU per E-step/M-step/evaluate job unless the config runs on the CPU; on SLURM the
+# executor turns `gpu` into --gpus.
 GPUS = 0 if config["device"] == "cpu" else 1
+# GPU sharing on one machine (local profile): the profile caps `gpu_slots`; an E-step shard
+# holds one slot, every other GPU job a whole GPU (`shards_per_gpu` slots), so with
+# shards_per_gpu: k and gpu_slots = k x GPUs, k shards run side by side on each GPU. On SLURM
+# every job has GPUs of its own (the executor requests `gpu` of them).
+SHARDS_PER_GPU = config.get("shards_per_gpu", 1)
+GPU_SLOTS = GPUS * SHARDS_PER_GPU
 THREADS = config.get("threads", 1)
 # Keys that only shape the DAG; left out of the stage config so that extending a run
 # (more iterations, other figure iterations) does not rerun finished stages.
-WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"))
+WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"), ("mstep", "gpus"))
+# How the networks run (global keys, src/empriors/compute.py): passed to the stages that run
+# a network (those given the "network" section), so a change reruns exactly those. The
+# defaults (auto, no compile) add nothing: runs made before these keys existed stay current.
+PRECISION, COMPILE = config.get("precision", "auto"), config.get("compile", False)
+COMPUTE_ARGS = "" if (PRECISION, COMPILE) == ("auto", False) else (
+    f"--precision {PRECISION} --compile {str(COMPILE).lower()} ")
 
 
 def experiment(name):
@@ -66,8 +78,10 @@ def stage_args(*sections):
         for parent, key in WORKFLOW_ONLY:
             if parent in block:
                 block[parent].pop(key, None)
+        compute = COMPUTE_ARGS if "network" in sections else ""
         return (f"--exp {wildcards.exp} --seed {config['seed']} --device {config['device']} "
-                f"--threads {THREADS} --config {shlex.quote(json.dumps(block, sort_keys=True))}")
+                f"--threads {THREADS} {compute}"
+                f"--config {shlex.quote(json.dumps(block, sort_keys=True))}")
 
     return args
 
@@ -93,6 +107,35 @@ def study_parts(name):
     cfg = study(name)
     jobs = -(-cfg["seeds"] // cfg["seeds_per_job"])
     return [f"results/{name}/parts/part_{j}.json" for j in range(jobs)]
+
+
+def mstep_gpus(exp):
+    """Processes (GPUs) of one M-step job; the global batch must divide by them."""
+    mstep = experiment(exp)["mstep"]
+    gpus = mstep.get("gpus", 1)
+    if mstep["batch_size"] % gpus:
+        raise ValueError(f"experiments.{exp}.mstep.batch_size {mstep['batch_size']} is not "
+                         f"divisible by mstep.gpus {gpus}")
+    if gpus > 1 and experiment(exp)["method"] == "flowdiff":
+        raise ValueError(f"experiments.{exp}: FlowDiff's M-step runs as one process "
+                         "(mstep.gpus must be 1)")
+    return gpus
+
+
+def mstep_gpu_resource(wildcards):
+    return GPUS * mstep_gpus(wildcards.exp)
+
+
+def mstep_gpu_slots(wildcards):
+    return GPU_SLOTS * mstep_gpus(wildcards.exp)
+
+
+def mstep_launcher(wildcards):
+    """`python` for one process; torchrun with one process per GPU for mstep.gpus > 1."""
+    gpus = mstep_gpus(wildcards.exp)
+    if gpus == 1:
+        return "python"
+    return f"torchrun --standalone --nnodes 1 --nproc-per-node {gpus}"
 
 
 def previous_prior(wildcards):

@@ -12,6 +12,7 @@ rule init_prior:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/init_prior.log",
     conda:
@@ -34,6 +35,7 @@ rule estep:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPUS,  # one slot: shards_per_gpu shards share a GPU
     log:
         "results/{exp}/logs/estep_{k}_{s}.log",
     conda:
@@ -56,15 +58,17 @@ rule mstep:
     params:
         args=stage_args("estep", "mstep", "diffusion", "network", "observation", "flow"),
         resume="results/{exp}/.resume",  # undeclared on purpose: survives a failed run
+        launch=mstep_launcher,  # python, or torchrun with mstep.gpus processes
     threads: THREADS
     resources:
-        gpu=GPUS,
+        gpu=mstep_gpu_resource,
+        gpu_slots=mstep_gpu_slots,
     log:
         "results/{exp}/logs/mstep_{k}.log",
     conda:
         ENV
     shell:
-        "python -m empriors mstep {params.args} --iteration {wildcards.k} "
+        "{params.launch} -m empriors mstep {params.args} --iteration {wildcards.k} "
         "--samples {input.samples} --prior {input.prior} --observations {input.obs} "
         "--out {output} --resume-dir {params.resume} 2>> {log}"
 
@@ -84,6 +88,7 @@ rule final_prior:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/final_prior.log",
     conda:

@@ -35,6 +35,7 @@ rule evaluate:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/evaluate_{k}.log",
     conda:
@@ -85,6 +86,7 @@ rule sample_prior:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/sample_prior_{k}_{s}.log",
     conda:
@@ -109,6 +111,7 @@ rule evaluate_images:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/evaluate_{k}.log",
     conda:
@@ -132,6 +135,7 @@ rule posterior_examples:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/posterior_examples.log",
     conda:
@@ -157,6 +161,7 @@ rule reconstruct:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/{exp}/logs/reconstruct_{k}.log",
     conda:

@@ -11,6 +11,7 @@ rule heuristics_part:
     threads: THREADS
     resources:
         gpu=GPUS,
+        gpu_slots=GPU_SLOTS,
     log:
         "results/heuristics/logs/part_{j}.log",
     conda:

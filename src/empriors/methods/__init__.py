@@ -8,11 +8,13 @@ configured posterior sampler (MMPS by default). Only the M-step is method specif
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from empriors.compute import CPU_AUTO_BATCH, probe_batch
 from empriors.config import ConfigError, ExperimentSettings, SamplerSettings
 from empriors.methods.prior import Prior
 from empriors.operators import LinearOperator
@@ -27,8 +29,11 @@ def posterior_samples(
     """One sample of q(x | y_i) per observation with the E-step's settings. y: (N, *O) -> (N, n)."""
     from empriors.methods import diffem, em_mmps, flowdiff
 
+    batch = settings.estep_batch
+    if batch == "auto":
+        batch = estep_batch_from_memory(prior, op, y, settings)
     if prior.flow is not None:
-        return flowdiff.flow_sample(prior.flow, op, y, settings.estep_batch, seed, settings.device)
+        return flowdiff.flow_sample(prior.flow, op, y, batch, seed, settings.device)
     if prior.conditional:
         return diffem.conditional_sample(
             prior,
@@ -36,9 +41,10 @@ def posterior_samples(
             y,
             settings.schedule,
             settings.estep_sampler,
-            settings.estep_batch,
+            batch,
             generator(seed),
             settings.device,
+            compute=settings.compute,
         )
     return em_mmps.posterior_sample(
         prior,
@@ -47,10 +53,55 @@ def posterior_samples(
         settings.schedule,
         settings.estep_sampler,
         settings.estep_posterior,
-        settings.estep_batch,
+        batch,
         generator(seed),
         settings.device,
+        compute=settings.compute,
     )
+
+
+def estep_batch_from_memory(
+    prior: Prior, op: LinearOperator, y: Tensor, settings: ExperimentSettings
+) -> int:
+    """``estep.batch_size: auto``: the E-step batch that fits the GPU's free memory, probed
+    with one sampler step of this stage's own posterior sampler (:func:`probe_batch`)."""
+    from empriors.methods import diffem, em_mmps
+
+    n = y.shape[0]
+    if prior.flow is not None or prior.network is None:  # no network to size: the default
+        return min(n, CPU_AUTO_BATCH)
+    one_step = replace(settings.estep_sampler, steps=1)
+
+    def call(b: int) -> None:
+        rows = torch.arange(b) % n
+        args = (settings.schedule, one_step)
+        if prior.conditional:
+            diffem.conditional_sample(
+                prior,
+                op[rows],
+                y[rows],
+                *args,
+                b,
+                generator(0),
+                settings.device,
+                False,
+                settings.compute,
+            )
+        else:
+            em_mmps.posterior_sample(
+                prior,
+                op[rows],
+                y[rows],
+                *args,
+                settings.estep_posterior,
+                b,
+                generator(0),
+                settings.device,
+                False,
+                settings.compute,
+            )
+
+    return probe_batch(call, n, settings.device)
 
 
 def model_samples(
@@ -70,7 +121,14 @@ def model_samples(
 
     if not prior.conditional:
         return em_mmps.prior_sample(
-            prior, n, settings.schedule, sampler, batch_size, generator(seed), settings.device
+            prior,
+            n,
+            settings.schedule,
+            sampler,
+            batch_size,
+            generator(seed),
+            settings.device,
+            settings.compute,
         )
     if observations is None:
         raise ValueError("sampling a conditional (DiffEM) model needs the observations")
@@ -85,6 +143,7 @@ def model_samples(
         batch_size,
         generator(seed),
         settings.device,
+        compute=settings.compute,
     )
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from empriors.compute import Compute, batch_rows
 from empriors.config import ExperimentSettings, SamplerSettings
 from empriors.diffusion import Conditioned, VESchedule, sample
 from empriors.gaussian import LowRankGaussian
@@ -46,17 +47,21 @@ def conditional_sample(
     generator: torch.Generator,
     device: torch.device,
     progress: bool = True,
+    compute: Compute | None = None,
 ) -> Tensor:
-    """x_i ~ q(x | y_i) by the conditional network at c(A_i, y_i). y: (N, *O) -> (N, n)."""
+    """x_i ~ q(x | y_i) by the conditional network at c(A_i, y_i). y: (N, *O) -> (N, n).
+    ``compute``: the network's precision and compilation (padded batches when compiled)."""
     n, dim = y.shape[0], prior.gaussian.dim
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
+    compute = compute or Compute(device)
+    network = compute.accelerate(prior.network)
     out = []
-    batches = range(0, n, batch_size)
+    batches = list(batch_rows(n, batch_size, compute.compile))
     quiet = not progress or n <= batch_size
-    for start in tqdm(batches, desc="conditional sampling", disable=quiet):
-        yb = y[start : start + batch_size].to(device=device, dtype=torch.float32)
-        opb = op[start : start + batch_size].to(device=device, dtype=torch.float32)
-        denoise = Conditioned(prior.network, opb.condition(yb))
+    for rows, real in tqdm(batches, desc="conditional sampling", disable=quiet):
+        yb = y[rows].to(device=device, dtype=torch.float32)
+        opb = op[rows].to(device=device, dtype=torch.float32)
+        denoise = Conditioned(network, opb.condition(yb))
         out.append(
             sample(
                 denoise,
@@ -68,7 +73,7 @@ def conditional_sample(
                 mean=mean,
                 corrector_tau=sampler.corrector_tau,
                 device=device,
-            ).cpu()
+            )[:real].cpu()
         )
     return torch.cat(out)
 

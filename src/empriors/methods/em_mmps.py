@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from empriors.compute import Compute, batch_rows
 from empriors.config import ExperimentSettings, PosteriorSettings, SamplerSettings
 from empriors.diffusion import VESchedule, sample
 from empriors.gaussian import LowRankGaussian, fit_ppca
@@ -39,18 +40,26 @@ def posterior_sample(
     generator: torch.Generator,
     device: torch.device,
     progress: bool = True,
+    compute: Compute | None = None,
 ) -> Tensor:
     """One posterior sample per observation, x_i ~ q(x | y_i), with the sampler named by
-    ``settings`` (MMPS by default). y: (N, *O) -> (N, n)."""
+    ``settings`` (MMPS by default). y: (N, *O) -> (N, n). ``compute``: the network's
+    precision and compilation (a compiled network gets padded, equal-sized batches)."""
     n, dim = y.shape[0], prior.gaussian.dim
     dtype = torch.float64 if prior.network is None else torch.float32
     gaussian = prior.gaussian.to(device=device, dtype=dtype)
-    denoise = gaussian.denoise if prior.network is None else prior.network
+    if prior.network is None:
+        denoise, static = gaussian.denoise, False
+    else:
+        compute = compute or Compute(device)
+        denoise, static = compute.accelerate(prior.network), compute.compile
     out = []
-    batches = range(0, n, batch_size)
-    for start in tqdm(batches, desc="E-step batches", disable=not progress or len(batches) == 1):
-        yb = y[start : start + batch_size].to(device=device, dtype=dtype)
-        opb = op[start : start + batch_size].to(device=device, dtype=dtype)
+    batches = list(batch_rows(n, batch_size, static))
+    for rows, real in tqdm(
+        batches, desc="E-step batches", disable=not progress or len(batches) == 1
+    ):
+        yb = y[rows].to(device=device, dtype=dtype)
+        opb = op[rows].to(device=device, dtype=dtype)
         posterior = build_posterior(
             settings.kind,
             denoise,
@@ -77,7 +86,7 @@ def posterior_sample(
                 dtype=dtype,
                 device=device,
                 progress=progress,
-            ).cpu()
+            )[:real].cpu()
         )
     return torch.cat(out)
 
@@ -90,18 +99,21 @@ def prior_sample(
     batch_size: int,
     generator: torch.Generator,
     device: torch.device,
+    compute: Compute | None = None,
 ) -> Tensor:
-    """n samples of q_k: exact for the Gaussian q_0, the diffusion sampler otherwise."""
+    """n samples of q_k: exact for the Gaussian q_0, the diffusion sampler otherwise
+    (``compute``: the network's precision and compilation)."""
     if prior.network is None:
         return prior.gaussian.sample(n, generator).to(torch.float32)
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
+    compute = compute or Compute(device)
+    network = compute.accelerate(prior.network)
     out = []
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
+    for rows, real in batch_rows(n, batch_size, compute.compile):
         out.append(
             sample(
-                prior.network,
-                (m, prior.gaussian.dim),
+                network,
+                (rows.shape[0], prior.gaussian.dim),
                 schedule,
                 sampler.steps,
                 sampler.method,
@@ -109,7 +121,7 @@ def prior_sample(
                 mean=mean,
                 corrector_tau=sampler.corrector_tau,
                 device=device,
-            ).cpu()
+            )[:real].cpu()
         )
     return torch.cat(out)
 
@@ -192,6 +204,8 @@ def m_step(
         resume_path,
         progress,
         condition=None if condition is None else condition.to(settings.device, torch.float32),
+        compute=settings.compute,
+        ranks=settings.ranks,
     )
     denoiser.load_state_dict(weights)
     return Prior(gaussian, denoiser.cpu().eval()), losses
