@@ -50,7 +50,7 @@ def inputs(tmp_path_factory):
     return folder
 
 
-def _mstep(inputs: Path, out: str, processes: int, steps: int = 1500, **popen):
+def _mstep(inputs: Path, out: str, processes: int, steps: int = 1000, **popen):
     command = ["-m", "empriors", "mstep", "--exp", "manifold", "--seed", "0", "--device", "cpu"]
     command += ["--threads", "1", "--config", json.dumps(_manifold_config(steps))]
     command += ["--iteration", "1", "--samples", str(inputs / "samples_0.h5")]

@@ -20,7 +20,6 @@ from empriors import distributed, methods, plots
 from empriors.config import (
     ConfigError,
     ExperimentSettings,
-    experiment_settings,
     parse_json_config,
     validate_study,
 )
@@ -61,7 +60,7 @@ def _seed_name(args) -> str:
 
 
 def _settings(args) -> ExperimentSettings:
-    s = experiment_settings(
+    s = ExperimentSettings(
         args.exp,
         parse_json_config(args.config),
         args.seed,

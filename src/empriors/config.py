@@ -342,14 +342,3 @@ class ExperimentSettings:
     def eval_sampler(self) -> SamplerSettings:
         e = self.evaluate
         return SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"])
-
-
-def experiment_settings(
-    name: str,
-    cfg: dict,
-    seed: int,
-    device: str = "auto",
-    precision: str = "auto",
-    compile: bool = False,
-) -> ExperimentSettings:
-    return ExperimentSettings(name, cfg, seed, device, precision, compile)

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from empriors.cli import _load_prior
-from empriors.config import experiment_settings
+from empriors.config import ExperimentSettings
 from empriors.data.io import read_h5
 from empriors.methods import em_mmps, model_samples
 from empriors.metrics.fid import image_metric
@@ -67,7 +67,7 @@ def run_variant(name: str) -> tuple[str, list[float]]:
     torch.set_num_threads(1)
     exp = demo_experiment()
     exp["mstep"] = _merge(exp["mstep"], VARIANTS[name])
-    s = experiment_settings("mri", exp, 0, "cpu")
+    s = ExperimentSettings("mri", exp, 0, "cpu")
     x, val, shape = lap1_data()
     previous = _load_prior(RESULTS / "iter_0" / "prior.pt", s)
     prior, _ = em_mmps.m_step(x, previous, s, seed=123, resume_path=None, progress=False)

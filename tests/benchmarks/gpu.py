@@ -12,7 +12,9 @@ Rows, each timed after warm-up calls (which include compilation):
   Adam, EMA) at the global batch, and the model FLOPs utilisation (MFU): FLOPs of one step
   counted by torch.utils.flop_counter / step time / the GPU's dense bf16 peak.
 - Evaluate: DDIM denoiser calls per second (forward only).
-- Peak memory of each row (CUDA: max allocated).
+- Peak memory of each row (CUDA: max allocated), and for the E-step rows the relative L2
+  distance of the call's output to ours in fp32 on the same inputs (azula fp32 ~ 1e-6 says the
+  two compute the same thing; bf16 and compile say what they cost in accuracy).
 Then the projected GPU-hours of one CIFAR lap (50,000 observations x 256 DDPM steps, 50,000
 Adam steps of 256, 50,176 samples x 256 DDIM steps; config/config.yaml, cifar10_mask75) and of
 32 laps with the fastest configuration, against the reference allocation (one lap = one SLURM
@@ -53,6 +55,7 @@ class Row:
     per_s: float  # calls or steps per second
     peak_mb: float
     mfu: float | None = None
+    rel_diff: float | None = None  # ||out - out(ours fp32)|| / ||out(ours fp32)||, E-step
 
 
 def _sync(device):
@@ -112,9 +115,10 @@ def network_and_data(smoke: bool, batch: int, device):
 def estep_rows(net, op, x, device, args, azula_ok: bool) -> list[Row]:
     y = op(x)
     x_t = x + torch.randn_like(x)
-    sigma = torch.tensor(1.0, device=device)
     schedule = VESchedule(1e-3, 1e2)
-    rows = []
+    t = torch.tensor(0.6, device=device)  # sigma_t = 1
+    sigma = schedule.sigma(t)
+    rows, reference = [], None
     net.eval()
     variants = [
         ("ours fp32", "fp32", False),
@@ -130,18 +134,20 @@ def estep_rows(net, op, x, device, args, azula_ok: bool) -> list[Row]:
         fn = compute.accelerate(net)
         if label.startswith("azula"):
             mmps = _azula_mmps(fn, op, y, schedule, args.cg)
-            t = torch.tensor(0.5, device=device)
 
-            def call(mmps=mmps, t=t):
-                mmps(x_t, t).mean.detach()
+            def call(mmps=mmps):
+                return mmps(x_t, t).mean.detach()
         else:
             mmps = MMPSDenoiser(fn, op, y, 1e-6, "tweedie", None, cg_rtol=0.0, cg_maxiter=args.cg)
 
             def call(mmps=mmps):
-                mmps(x_t, sigma)
+                return mmps(x_t, sigma)
 
         per_s, peak = timed(call, device, args.repeats, args.warmup)
-        rows.append(Row("E-step MMPS call", label, per_s, peak))
+        out = call().float()
+        reference = out if reference is None else reference
+        diff = float((out - reference).norm() / reference.norm())
+        rows.append(Row("E-step MMPS call", label, per_s, peak, rel_diff=diff))
     net.compute = None
     return rows
 
@@ -292,15 +298,20 @@ def main(argv=None):
     rows += eval_rows(net, x, device, args)
     azula_fp32 = next((r.per_s for r in rows if r.variant == "azula fp32"), None)
 
-    print("\n| stage | variant | per second | vs azula fp32 | MFU (bf16 peak) | peak memory |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| stage | variant | per second | vs azula fp32 | MFU (bf16 peak) | peak memory "
+        "| rel. diff to ours fp32 |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = (
             f"{r.per_s / azula_fp32:.2f}x" if azula_fp32 and r.stage.startswith("E-step") else ""
         )
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else ("n/a" if "M-step" in r.stage else "")
+        diff = f"{r.rel_diff:.1e}" if r.rel_diff is not None else ""
         print(
-            f"| {r.stage} | {r.variant} | {r.per_s:,.2f} | {ratio} | {mfu} | {r.peak_mb:,.0f} MB |"
+            f"| {r.stage} | {r.variant} | {r.per_s:,.2f} | {ratio} | {mfu} "
+            f"| {r.peak_mb:,.0f} MB | {diff} |"
         )
 
     hours = projection(rows, cfg, args.batch)
