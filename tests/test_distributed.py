@@ -1,10 +1,10 @@
-"""A data-parallel M-step on the CPU: 2 gloo processes under torchrun, as the mstep rule
-starts them for mstep.gpus: 2 (src/empriors/distributed.py).
+"""A data-parallel M-step on the CPU: 2 gloo processes under torchrun, as the mstep stage
+starts them for mstep.gpus: 2 (``--processes 2``; src/empriors/distributed.py).
 
 - it equals the 1-process M-step with the same global batch, to float tolerance;
 - killed in the middle (SIGKILL of one rank), the rerun resumes from rank 0's state and
   gives the same bytes as the uninterrupted 2-process run;
-- the workflow starts it with torchrun and asks SLURM for mstep.gpus GPUs.
+- the workflow passes --processes N and asks SLURM for mstep.gpus GPUs.
 """
 
 from __future__ import annotations
@@ -56,15 +56,11 @@ def _mstep(inputs: Path, out: str, processes: int, steps: int = 1000, **popen):
     command += ["--iteration", "1", "--samples", str(inputs / "samples_0.h5")]
     command += ["--prior", str(inputs / "prior.pt"), "--out", str(inputs / out)]
     command += ["--resume-dir", str(inputs / f"resume_{out}")]
-    if processes == 1:
-        launcher = [str(BIN / "python")]
-    else:
-        launcher = [str(BIN / "torchrun"), "--standalone", "--nnodes", "1"]
-        launcher += ["--nproc-per-node", str(processes)]
+    command += ["--processes", str(processes)]  # > 1: the stage restarts under torchrun
     env = {**ENV, "OMP_NUM_THREADS": "1"}
     if popen:
-        return subprocess.Popen([*launcher, *command], env=env, **popen)
-    return subprocess.run([*launcher, *command], env=env, capture_output=True, text=True)
+        return subprocess.Popen([str(BIN / "python"), *command], env=env, **popen)
+    return subprocess.run([str(BIN / "python"), *command], env=env, capture_output=True, text=True)
 
 
 def _network(path):
@@ -146,8 +142,25 @@ def test_workflow_starts_torchrun_and_asks_for_the_gpus(tmp_path):
         ),
         project,
     )
-    assert "torchrun --standalone --nnodes 1 --nproc-per-node 4 -m empriors mstep" in proc.stdout
-    assert "gpu=4" in proc.stdout.replace(" ", "")
+    mstep = proc.stdout.split("rule mstep:", 1)[1].split("\n\n", 1)[0]
+    assert "--processes 4 " in mstep  # the stage restarts itself under torchrun
+    assert "gpu=4" in mstep.replace(" ", "")
+    # one GPU: the command is what it always was (finished laps stay up to date)
+    (project / "ddp.yaml").write_text("experiments:\n  manifold:\n    mstep: {gpus: 1}\n")
+    one = run(
+        snakemake(
+            "--profile",
+            "slurm",
+            "results/manifold/iter_1/prior.pt",
+            "-n",
+            "-p",
+            "--configfile",
+            "config/config.yaml",
+            "ddp.yaml",
+        ),
+        project,
+    )
+    assert "--processes" not in one.stdout
     # the global batch must divide by the processes: refused before any job runs
     (project / "ddp.yaml").write_text("experiments:\n  manifold:\n    mstep: {gpus: 3}\n")
     bad = run(

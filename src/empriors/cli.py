@@ -362,6 +362,7 @@ def cmd_estep(args):
 
 
 def cmd_mstep(args):
+    distributed.launch(args.processes, ["-m", "empriors", *args.argv])
     started, s = now(), _settings(args)
     # torchrun's processes (mstep.gpus > 1): join the group and take this rank's GPU first
     s.ranks, s.device = distributed.from_environment(s.device)
@@ -786,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--observations", help="observations.h5 (DiffEM, FlowDiff)")
     sp.add_argument("--iteration", type=int, required=True)
+    sp.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-parallel processes (mstep.gpus): restarts itself under torchrun",
+    )
     sp = stage("final-prior", cmd_final_prior, "DiffEM: the final unconditional prior")
     sp.add_argument("--samples", nargs="+", required=True)
     for a in ("--out", "--resume-dir"):
@@ -871,6 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to restart under torchrun
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -1,7 +1,8 @@
 """Data-parallel M-steps: N processes (one per GPU) inside one SLURM job, started by torchrun.
 
-The mstep rule starts ``torchrun --standalone --nproc-per-node N -m empriors mstep ...`` when
-``mstep.gpus: N`` > 1; torchrun sets RANK, LOCAL_RANK and WORLD_SIZE, which
+For ``mstep.gpus: N`` > 1 the mstep rule passes ``--processes N``, and the stage restarts
+itself as ``torchrun --standalone --nnodes 1 --nproc-per-node N -m empriors mstep ...``
+(:func:`launch`); torchrun sets RANK, LOCAL_RANK and WORLD_SIZE, which
 :func:`from_environment` reads. Each rank draws the same global batch of B rows (the same
 seeded generator on every rank: indices, augmentation, t and z), keeps rows
 [r B/N, (r + 1) B/N), and DistributedDataParallel averages the gradients, so every optimizer
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +62,28 @@ class Ranks:
 
 
 SINGLE = Ranks()
+
+
+def launch(processes: int, argv: list[str]) -> None:
+    """Restart this command (``python`` + ``argv``) under torchrun with ``processes``
+    processes on this node, one per GPU; return at once for one process or when torchrun
+    started this one. The process becomes torchrun (exec: same PID), so a signal to the job
+    reaches every rank."""
+    if processes < 1:
+        raise DistributedError(f"--processes must be >= 1, got {processes}")
+    world = os.environ.get("WORLD_SIZE")
+    if world is not None:
+        if int(world) != processes:
+            raise DistributedError(
+                f"started by torchrun with {world} processes but --processes is {processes}"
+            )
+        return
+    if processes == 1:
+        return
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
+    run += ["--nproc-per-node", str(processes), *argv]
+    sys.stderr.flush()
+    os.execv(sys.executable, run)
 
 
 def from_environment(device: torch.device) -> tuple[Ranks, torch.device]:

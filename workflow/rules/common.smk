@@ -62,13 +62,14 @@ def shards(exp):
     return experiment(exp)["em"]["shards"]
 
 
-def stage_args(*sections):
+def stage_args(*sections, extra=None):
     """Params function of a stage that reads these config sections: the CLI's common
     arguments (experiment, seed, device, threads) and those sections as JSON.
 
     Only the named sections are passed, so a config change reruns exactly the stages that
     read it (params are a rerun trigger). The returned function takes only wildcards:
     Snakemake stops tracking params functions that ask for threads, input or resources.
+    ``extra(wildcards)``: more arguments of this stage, part of the same string.
     """
 
     def args(wildcards):
@@ -79,8 +80,9 @@ def stage_args(*sections):
             if parent in block:
                 block[parent].pop(key, None)
         compute = COMPUTE_ARGS if "network" in sections else ""
+        more = extra(wildcards) if extra else ""
         return (f"--exp {wildcards.exp} --seed {config['seed']} --device {config['device']} "
-                f"--threads {THREADS} {compute}"
+                f"--threads {THREADS} {compute}{more}"
                 f"--config {shlex.quote(json.dumps(block, sort_keys=True))}")
 
     return args
@@ -130,12 +132,11 @@ def mstep_gpu_slots(wildcards):
     return GPU_SLOTS * mstep_gpus(wildcards.exp)
 
 
-def mstep_launcher(wildcards):
-    """`python` for one process; torchrun with one process per GPU for mstep.gpus > 1."""
+def mstep_processes(wildcards):
+    """`--processes N` for mstep.gpus: N > 1 (the stage restarts itself under torchrun), else
+    nothing, so that the command of a 1-GPU M-step is what it always was."""
     gpus = mstep_gpus(wildcards.exp)
-    if gpus == 1:
-        return "python"
-    return f"torchrun --standalone --nnodes 1 --nproc-per-node {gpus}"
+    return f"--processes {gpus} " if gpus > 1 else ""
 
 
 def previous_prior(wildcards):

@@ -56,9 +56,10 @@ rule mstep:
     wildcard_constraints:
         k=r"[1-9][0-9]*",
     params:
-        args=stage_args("estep", "mstep", "diffusion", "network", "observation", "flow"),
+        # with mstep.gpus > 1, --processes N: the stage restarts itself under torchrun
+        args=stage_args("estep", "mstep", "diffusion", "network", "observation", "flow",
+                        extra=mstep_processes),
         resume="results/{exp}/.resume",  # undeclared on purpose: survives a failed run
-        launch=mstep_launcher,  # python, or torchrun with mstep.gpus processes
     threads: THREADS
     resources:
         gpu=mstep_gpu_resource,
@@ -68,7 +69,7 @@ rule mstep:
     conda:
         ENV
     shell:
-        "{params.launch} -m empriors mstep {params.args} --iteration {wildcards.k} "
+        "python -m empriors mstep {params.args} --iteration {wildcards.k} "
         "--samples {input.samples} --prior {input.prior} --observations {input.obs} "
         "--out {output} --resume-dir {params.resume} 2>> {log}"
 
