@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch._dynamo.exc import RecompileError
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ class Compute:
         return CompiledOrEager(module, self.compile_backend)
 
 
-# Raised by torch.compile when tracing or code generation fails (the first call compiles).
 def _compile_errors() -> tuple[type[BaseException], ...]:
+    """What torch.compile raises when tracing or code generation fails (at a first call)."""
     from torch._dynamo.exc import TorchDynamoException
 
     errors: list[type[BaseException]] = [TorchDynamoException]
@@ -136,6 +137,8 @@ class CompiledOrEager:
             return self.module(*args, **kwargs)
         try:
             return self.compiled(*args, **kwargs)
+        except RecompileError:  # error_on_recompile (tests): a recompilation is the bug
+            raise
         except _compile_errors() as e:
             log.warning("torch.compile failed, running the network eagerly: %s", _reason(e))
             self.eager = True
