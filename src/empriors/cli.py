@@ -45,6 +45,7 @@ from empriors.operators import (
     observe,
     operator_from_parameters,
 )
+from empriors.resume import BatchResume, fingerprint
 from empriors.seeding import derive_seed, generator
 
 log = logging.getLogger("empriors")
@@ -325,11 +326,21 @@ def cmd_init_prior(args):
     )
 
 
-def _estep_samples(s: ExperimentSettings, prior, op, y: torch.Tensor, rows, seed: int):
+def _estep_samples(s: ExperimentSettings, prior, op, y: torch.Tensor, rows, seed: int, resume=None):
     """One posterior sample per entry of ``rows`` (observation indices, repeats allowed),
     with the E-step's settings: the flow (FlowDiff), the conditional network (DiffEM) or the
     configured posterior sampler under the prior (EM-MMPS, and every method's lap 1)."""
-    return methods.posterior_samples(prior, op[rows], y[rows], s, seed)
+    return methods.posterior_samples(prior, op[rows], y[rows], s, seed, resume)
+
+
+def _sampling_resume(args, s: ExperimentSettings, name: str, seed: int) -> BatchResume:
+    """The resume file of a sampling job: ``--resume-dir`` (default: the experiment's
+    ``.resume/``, beside the M-step's states, outside every versioned folder), made from
+    its inputs (the prior and, if given, the observations), config, seed and precision."""
+    folder = Path(args.resume_dir or Path(args.prior).parent.parent / ".resume")
+    inputs = [args.prior] + ([args.observations] if getattr(args, "observations", None) else [])
+    key = fingerprint(inputs, stage=name, config=s.raw, seed=seed, compute=s.compute.record())
+    return BatchResume(folder / f"{name}.pt", key)
 
 
 def cmd_estep(args):
@@ -339,8 +350,9 @@ def cmd_estep(args):
     rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, _seed_name(args), "estep", args.iteration, args.shard)
+    resume = _sampling_resume(args, s, f"estep_{args.iteration}_{args.shard}", seed)
     t0 = time.perf_counter()
-    x = _estep_samples(s, prior, op, y, rows, seed)
+    x = _estep_samples(s, prior, op, y, rows, seed, resume)
     if not torch.isfinite(x).all():
         raise FloatingPointError("E-step produced NaN/Inf samples; nothing written")
     log.info(
@@ -359,6 +371,7 @@ def cmd_estep(args):
         prov,
         {"iteration": args.iteration, "shard": args.shard},
     )
+    resume.clear()
 
 
 def cmd_mstep(args):
@@ -499,11 +512,15 @@ def cmd_sample_prior(args):
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, _seed_name(args), "sample_prior", args.iteration, args.shard)
     observations = _conditional_inputs(args, prior, torch.arange(index.start, index.stop))
-    x = methods.model_samples(prior, n, s.eval_sampler, ev["batch_size"], s, seed, observations)
+    resume = _sampling_resume(args, s, f"sample_prior_{args.iteration}_{args.shard}", seed)
+    x = methods.model_samples(
+        prior, n, s.eval_sampler, ev["batch_size"], s, seed, observations, resume
+    )
     if not torch.isfinite(x).all():
         raise FloatingPointError(f"samples of {args.prior} contain NaN/Inf; nothing written")
     prov = _provenance("sample_prior", s, [args.prior], seed, started)
     write_h5(args.out, {"x": x}, prov, {"iteration": args.iteration, "shard": args.shard})
+    resume.clear()
 
 
 def cmd_evaluate_images(args):
@@ -747,6 +764,8 @@ def _write_json(path, obj):
 
 # --------------------------------------------------------------------------- parser
 
+RESUME_HELP = "where finished batches are saved for a rerun (default: EXPERIMENT/.resume)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m empriors", description=__doc__)
@@ -781,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--iteration", type=int, required=True)
     sp.add_argument("--shard", type=int, required=True)
+    sp.add_argument("--resume-dir", help=RESUME_HELP)
     sp = stage("mstep", cmd_mstep, "fit the prior of iteration k to its E-step samples")
     sp.add_argument("--samples", nargs="+", required=True)
     for a in ("--prior", "--out", "--resume-dir"):
@@ -812,6 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--observations", help="observations.h5 (a DiffEM conditional model)")
     sp.add_argument("--iteration", type=_iteration, required=True)
     sp.add_argument("--shard", type=int, required=True)
+    sp.add_argument("--resume-dir", help=RESUME_HELP)
     sp = stage("evaluate-images", cmd_evaluate_images, "images: the metric of one iteration")
     sp.add_argument("--samples", nargs="+", required=True)
     for a in ("--truth", "--out"):

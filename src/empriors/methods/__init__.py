@@ -18,15 +18,23 @@ from empriors.compute import CPU_AUTO_BATCH, probe_batch
 from empriors.config import ConfigError, ExperimentSettings, SamplerSettings
 from empriors.methods.prior import Prior
 from empriors.operators import LinearOperator
+from empriors.resume import BatchResume
 from empriors.seeding import generator
 
 METHODS = ("em_mmps", "diffem", "flowdiff")
 
 
 def posterior_samples(
-    prior: Prior, op: LinearOperator, y: Tensor, settings: ExperimentSettings, seed: int
+    prior: Prior,
+    op: LinearOperator,
+    y: Tensor,
+    settings: ExperimentSettings,
+    seed: int,
+    resume: BatchResume | None = None,
 ) -> Tensor:
-    """One sample of q(x | y_i) per observation with the E-step's settings. y: (N, *O) -> (N, n)."""
+    """One sample of q(x | y_i) per observation with the E-step's settings. y: (N, *O) -> (N, n).
+    ``resume``: finished batches are saved there and skipped by a rerun (a flow samples in
+    one fast pass per batch and does not resume)."""
     from empriors.methods import diffem, em_mmps, flowdiff
 
     batch = settings.estep_batch
@@ -45,6 +53,7 @@ def posterior_samples(
             generator(seed),
             settings.device,
             compute=settings.compute,
+            resume=resume,
         )
     return em_mmps.posterior_sample(
         prior,
@@ -57,6 +66,7 @@ def posterior_samples(
         generator(seed),
         settings.device,
         compute=settings.compute,
+        resume=resume,
     )
 
 
@@ -112,11 +122,12 @@ def model_samples(
     settings: ExperimentSettings,
     seed: int,
     observations: tuple[LinearOperator, Tensor] | None = None,
+    resume: BatchResume | None = None,
 ) -> Tensor:
     """n samples of the model that evaluation scores: the prior q_k, or, for DiffEM's
     conditional model, its reconstructions x_j ~ q_k(x | y_j) of the first n observations
     (cycled): a draw of the aggregate posterior E_y q_k(x | y), which is p(x) when q_k is
-    the true posterior. (n, n_features)."""
+    the true posterior. (n, n_features). ``resume``: as in :func:`posterior_samples`."""
     from empriors.methods import diffem, em_mmps
 
     if not prior.conditional:
@@ -129,6 +140,7 @@ def model_samples(
             generator(seed),
             settings.device,
             settings.compute,
+            resume,
         )
     if observations is None:
         raise ValueError("sampling a conditional (DiffEM) model needs the observations")
@@ -144,6 +156,7 @@ def model_samples(
         generator(seed),
         settings.device,
         compute=settings.compute,
+        resume=resume,
     )
 
 

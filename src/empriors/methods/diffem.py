@@ -32,6 +32,7 @@ from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
 from empriors.methods.prior import Prior
 from empriors.operators import LinearOperator, observe
+from empriors.resume import BatchResume
 
 # n, generator -> n operators of the experiment's observation family
 OperatorDraw = Callable[[int, torch.Generator], LinearOperator]
@@ -48,17 +49,25 @@ def conditional_sample(
     device: torch.device,
     progress: bool = True,
     compute: Compute | None = None,
+    resume: BatchResume | None = None,
 ) -> Tensor:
     """x_i ~ q(x | y_i) by the conditional network at c(A_i, y_i). y: (N, *O) -> (N, n).
-    ``compute``: the network's precision and compilation (padded batches when compiled)."""
+    ``compute``: the network's precision and compilation (padded batches when compiled);
+    ``resume``: finished batches are saved there and skipped by a rerun."""
     n, dim = y.shape[0], prior.gaussian.dim
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
     compute = compute or Compute(device)
     network = compute.accelerate(prior.network)
-    out = []
+    out = resume.load(generator, batch_size) if resume is not None else []
     batches = list(batch_rows(n, batch_size, compute.compile))
     quiet = not progress or n <= batch_size
-    for rows, real in tqdm(batches, desc="conditional sampling", disable=quiet):
+    for rows, real in tqdm(
+        batches[len(out) :],
+        desc="conditional sampling",
+        initial=len(out),
+        total=len(batches),
+        disable=quiet,
+    ):
         yb = y[rows].to(device=device, dtype=torch.float32)
         opb = op[rows].to(device=device, dtype=torch.float32)
         denoise = Conditioned(network, opb.condition(yb))
@@ -75,6 +84,8 @@ def conditional_sample(
                 device=device,
             )[:real].cpu()
         )
+        if resume is not None and len(out) < len(batches):
+            resume.save(out, generator, batch_size)
     return torch.cat(out)
 
 

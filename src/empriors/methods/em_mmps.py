@@ -24,6 +24,7 @@ from empriors.gaussian import LowRankGaussian, fit_ppca
 from empriors.methods.prior import Prior, build_denoiser
 from empriors.operators import LinearOperator
 from empriors.posterior import build_posterior
+from empriors.resume import BatchResume
 from empriors.train import train_denoiser
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ def posterior_sample(
     device: torch.device,
     progress: bool = True,
     compute: Compute | None = None,
+    resume: BatchResume | None = None,
 ) -> Tensor:
     """One posterior sample per observation, x_i ~ q(x | y_i), with the sampler named by
     ``settings`` (MMPS by default). y: (N, *O) -> (N, n). ``compute``: the network's
-    precision and compilation (a compiled network gets padded, equal-sized batches)."""
+    precision and compilation (a compiled network gets padded, equal-sized batches).
+    ``resume``: finished batches are saved there and skipped by a rerun (same bytes)."""
     n, dim = y.shape[0], prior.gaussian.dim
     dtype = torch.float64 if prior.network is None else torch.float32
     gaussian = prior.gaussian.to(device=device, dtype=dtype)
@@ -53,10 +56,14 @@ def posterior_sample(
     else:
         compute = compute or Compute(device)
         denoise, static = compute.accelerate(prior.network), compute.compile
-    out = []
+    out = resume.load(generator, batch_size) if resume is not None else []
     batches = list(batch_rows(n, batch_size, static))
     for rows, real in tqdm(
-        batches, desc="E-step batches", disable=not progress or len(batches) == 1
+        batches[len(out) :],
+        desc="E-step batches",
+        initial=len(out),
+        total=len(batches),
+        disable=not progress or len(batches) == 1,
     ):
         yb = y[rows].to(device=device, dtype=dtype)
         opb = op[rows].to(device=device, dtype=dtype)
@@ -88,6 +95,8 @@ def posterior_sample(
                 progress=progress,
             )[:real].cpu()
         )
+        if resume is not None and len(out) < len(batches):
+            resume.save(out, generator, batch_size)
     return torch.cat(out)
 
 
@@ -100,16 +109,19 @@ def prior_sample(
     generator: torch.Generator,
     device: torch.device,
     compute: Compute | None = None,
+    resume: BatchResume | None = None,
 ) -> Tensor:
     """n samples of q_k: exact for the Gaussian q_0, the diffusion sampler otherwise
-    (``compute``: the network's precision and compilation)."""
+    (``compute``: the network's precision and compilation; ``resume``: as in
+    :func:`posterior_sample`)."""
     if prior.network is None:
         return prior.gaussian.sample(n, generator).to(torch.float32)
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
     compute = compute or Compute(device)
     network = compute.accelerate(prior.network)
-    out = []
-    for rows, real in batch_rows(n, batch_size, compute.compile):
+    out = resume.load(generator, batch_size) if resume is not None else []
+    batches = list(batch_rows(n, batch_size, compute.compile))
+    for rows, real in batches[len(out) :]:
         out.append(
             sample(
                 network,
@@ -123,6 +135,8 @@ def prior_sample(
                 device=device,
             )[:real].cpu()
         )
+        if resume is not None and len(out) < len(batches):
+            resume.save(out, generator, batch_size)
     return torch.cat(out)
 
 
