@@ -24,7 +24,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
-from torch._dynamo.exc import RecompileError
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +136,12 @@ class CompiledOrEager:
             return self.module(*args, **kwargs)
         try:
             return self.compiled(*args, **kwargs)
-        except RecompileError:  # error_on_recompile (tests): a recompilation is the bug
-            raise
-        except _compile_errors() as e:
+        except Exception as e:
+            from torch._dynamo.exc import RecompileError
+
+            # error_on_recompile (tests): a recompilation is the bug, not a reason to fall back
+            if isinstance(e, RecompileError) or not isinstance(e, _compile_errors()):
+                raise
             log.warning("torch.compile failed, running the network eagerly: %s", _reason(e))
             self.eager = True
             return self.module(*args, **kwargs)
