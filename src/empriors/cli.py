@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from empriors import distributed, methods, plots
+from empriors import distributed, methods
 from empriors.config import (
     ConfigError,
     ExperimentSettings,
@@ -52,6 +52,14 @@ log = logging.getLogger("empriors")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _plots():
+    """The figures module, imported by the stages that draw (matplotlib costs every other
+    stage job half a second of import)."""
+    from empriors import plots
+
+    return plots
 
 
 def _seed_name(args) -> str:
@@ -494,9 +502,11 @@ def cmd_aggregate(args):
     rows.sort(key=lambda r: _iteration_order(r["iteration"]))
     figures = Path(args.figures_dir)
     figures.mkdir(parents=True, exist_ok=True)
-    plots.sinkhorn_curve(rows, figures / "sinkhorn.png")
+    _plots().sinkhorn_curve(rows, figures / "sinkhorn.png")
     truth = read_h5(args.truth, ["eval_u1"])[0]["eval_u1"]
-    plots.marginals(truth, _samples_by_iteration(args.marginal_samples), figures / "marginals.png")
+    _plots().marginals(
+        truth, _samples_by_iteration(args.marginal_samples), figures / "marginals.png"
+    )
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
 
 
@@ -563,8 +573,8 @@ def cmd_aggregate_images(args):
         scores = reconstruction.score_columns(accelerations)
         for r in rows:
             r.update({c: recs.get(r["iteration"], {}).get(c, "") for c in scores})
-    plots.metric_curve(rows, columns[0], figures / "metric_curve.png", accelerations)
-    plots.sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
+    _plots().metric_curve(rows, columns[0], figures / "metric_curve.png", accelerations)
+    _plots().sample_grids(_samples_by_iteration(args.grid_samples), shape, figures / "samples.png")
     _write_csv(args.out, rows)  # last: the CSV is the rule's completion marker
 
 
@@ -608,7 +618,7 @@ def cmd_reconstruct(args):
         tensors |= {f"{label}/masks": r.masks, f"{label}/zero_filled": r.zero_filled}
         tensors[f"{label}/samples"] = r.samples
     write_h5(args.samples_out, tensors, prov, {"iteration": args.iteration, "shape": shape})
-    plots.mri_reconstructions(recs, truth, shape, Path(args.figure))
+    _plots().mri_reconstructions(recs, truth, shape, Path(args.figure))
     result = {"iteration": args.iteration, "accelerations": ev["accelerations"], **scores}
     _write_json(args.out, {**result, "provenance": prov})
 
@@ -624,7 +634,7 @@ def cmd_posterior_examples(args):
     seed = derive_seed(args.seed, _seed_name(args), "posterior_examples")
     x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
-    plots.posterior_examples(
+    _plots().posterior_examples(
         op[index].preview(y[index]),
         missing,
         x.reshape(e, p, -1),
@@ -675,7 +685,7 @@ def cmd_heuristics_aggregate(args):
     summary = summarize(rows)
     _write_csv(args.out, rows)
     _write_csv(args.summary, summary)
-    plots.heuristic_study(summary, Path(args.figure))
+    _plots().heuristic_study(summary, Path(args.figure))
 
 
 def cmd_benchmark_task(args):
@@ -735,7 +745,7 @@ def cmd_compare(args):
     rows = []
     for exp, method, path in zip(args.experiments, args.methods, args.metrics, strict=True):
         rows += method_rows(exp, method, Path(path), args.device != "cpu")
-    plots.method_comparison(rows, args.name, Path(args.figure))
+    _plots().method_comparison(rows, args.name, Path(args.figure))
     _write_csv(args.out, rows)
 
 

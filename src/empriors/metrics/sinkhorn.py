@@ -9,7 +9,6 @@ uniform weights. Two figures (PAPERS.md 1):
 
 from __future__ import annotations
 
-import ot
 import torch
 from geomloss import SamplesLoss
 from torch import Tensor
@@ -17,6 +16,8 @@ from torch import Tensor
 
 def entropic_ot(u: Tensor, v: Tensor, reg: float = 1e-3, iterations: int = 1024) -> float:
     """<P, C> of the log-domain Sinkhorn plan between u (N, n) and v (M, n), uniform weights."""
+    import ot  # here, not at the top: POT pulls in scikit-learn (~2 s for every stage job)
+
     u, v = u.to(torch.float64), v.to(torch.float64)
     a = torch.full((u.shape[0],), 1 / u.shape[0], dtype=torch.float64, device=u.device)
     b = torch.full((v.shape[0],), 1 / v.shape[0], dtype=torch.float64, device=u.device)
