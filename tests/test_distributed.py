@@ -89,7 +89,7 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(inputs, two_rank
         "compile": False,
         "processes": 2,
     }
-    assert not (inputs / "resume_two.pt").exists() or not any((inputs / "resume_two.pt").iterdir())
+    assert not (inputs / "resume_two.pt" / "iter_1.pt").exists()  # deleted on success
 
 
 def _children(pid: int) -> list[int]:
@@ -126,56 +126,23 @@ def test_killed_rank_resumes_to_the_uninterrupted_bytes(inputs, two_ranks):
     assert not state.exists()
 
 
+def _plan(project, gpus: int, check: bool = True):
+    """A dry run of lap 1 of the paper manifold with mstep.gpus: ``gpus``, commands printed."""
+    (project / "ddp.yaml").write_text(f"experiments:\n  manifold:\n    mstep: {{gpus: {gpus}}}\n")
+    command = ["--profile", "slurm", "results/manifold/iter_1/prior.pt", "-n", "-p",
+               "--configfile", "config/config.yaml", "ddp.yaml"]  # fmt: skip
+    return run(snakemake(*command), project, check=check)
+
+
 def test_workflow_starts_torchrun_and_asks_for_the_gpus(tmp_path):
     project = make_project(tmp_path)
-    (project / "ddp.yaml").write_text("experiments:\n  manifold:\n    mstep: {gpus: 4}\n")
-    proc = run(
-        snakemake(
-            "--profile",
-            "slurm",
-            "results/manifold/iter_1/prior.pt",
-            "-n",
-            "-p",
-            "--configfile",
-            "config/config.yaml",
-            "ddp.yaml",
-        ),
-        project,
-    )
-    mstep = proc.stdout.split("rule mstep:", 1)[1].split("\n\n", 1)[0]
+    mstep = _plan(project, 4).stdout.split("rule mstep:", 1)[1].split("\n\n", 1)[0]
     assert "--processes 4 " in mstep  # the stage restarts itself under torchrun
     assert "gpu=4" in mstep.replace(" ", "")
     # one GPU: the command is what it always was (finished laps stay up to date)
-    (project / "ddp.yaml").write_text("experiments:\n  manifold:\n    mstep: {gpus: 1}\n")
-    one = run(
-        snakemake(
-            "--profile",
-            "slurm",
-            "results/manifold/iter_1/prior.pt",
-            "-n",
-            "-p",
-            "--configfile",
-            "config/config.yaml",
-            "ddp.yaml",
-        ),
-        project,
-    )
-    assert "--processes" not in one.stdout
-    # the global batch must divide by the processes: refused before any job runs
-    (project / "ddp.yaml").write_text("experiments:\n  manifold:\n    mstep: {gpus: 3}\n")
-    bad = run(
-        snakemake(
-            "--profile",
-            "slurm",
-            "results/manifold/iter_1/prior.pt",
-            "-n",
-            "--configfile",
-            "config/config.yaml",
-            "ddp.yaml",
-        ),
-        project,
-        check=False,
-    )
+    assert "--processes" not in _plan(project, 1).stdout
+    # the global batch (1,024) must divide by the processes: refused before any job runs
+    bad = _plan(project, 3, check=False)
     assert bad.returncode != 0
     assert "not divisible by mstep.gpus 3" in bad.stdout + bad.stderr
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -83,11 +84,9 @@ class Denoiser(nn.Module):
         inputs = c_in * x_t
         if condition is not None:
             inputs = torch.cat([inputs, condition.to(x_t.dtype)], dim=-1)
-        if self.compute is None:
-            return c_skip * x_t + c_out * self.backbone(inputs, torch.log(sigma))
-        with self.compute.autocast():
+        with self.compute.autocast() if self.compute is not None else nullcontext():
             out = self.backbone(inputs, torch.log(sigma))
-        return c_skip * x_t + c_out * out.to(x_t.dtype)
+        return c_skip * x_t + c_out * out.to(x_t.dtype)  # .to: a no-op unless autocast
 
 
 class Conditioned:

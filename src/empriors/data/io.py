@@ -32,12 +32,22 @@ class ArtifactError(RuntimeError):
     """A missing, truncated or invalid artifact, with a message naming the file."""
 
 
+_CHECKSUMS: dict[tuple[str, int, int], str] = {}
+
+
 def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 of a file's bytes, read once per (path, size, mtime) in a process: a stage
+    that fingerprints its inputs for a resume state and records them in its provenance
+    reads a GB-sized observations file once, not twice."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKSUMS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+        _CHECKSUMS[key] = h.hexdigest()
+    return _CHECKSUMS[key]
 
 
 @cache
