@@ -4,12 +4,23 @@
 # Paper scale on SLURM: snakemake --profile slurm results/manifold/sinkhorn.csv
 #   (images: results/cifar10_mask75/fid.csv ...; MRI: results/mri/fid.csv, see README)
 
+import signal
 import sys
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 sys.setrecursionlimit(100_000)  # deep per-iteration DAGs (hundreds of chained laps)
+
+# SLURM's warning signal (slurm profile: --signal=USR1@300) and SIGTERM reach every process of
+# a job step: Snakemake ignores USR1 (its shells and stages inherit that; a stage catches it
+# again) and the rules' shells wait out TERM, so that the stage saves its state and ends the
+# job itself, with status 75 for the profile's retries (src/empriors/preemption.py).
+try:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+except ValueError:  # not the main thread (Snakemake's API in a thread): keep its handlers
+    pass
+shell.prefix("set -euo pipefail; trap : TERM; ")
 
 
 configfile: "config/config.yaml"

@@ -4,6 +4,8 @@ starts them for mstep.gpus: 2 (``--processes 2``; src/empriors/distributed.py).
 - it equals the 1-process M-step with the same global batch, to float tolerance;
 - killed in the middle (SIGKILL of one rank), the rerun resumes from rank 0's state and
   gives the same bytes as the uninterrupted 2-process run;
+- SLURM's warning signal to one rank stops both after the same step, rank 0 saves the state,
+  and the rerun gives the same bytes;
 - the workflow passes --processes N and asks SLURM for mstep.gpus GPUs.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -124,6 +127,30 @@ def test_killed_rank_resumes_to_the_uninterrupted_bytes(inputs, two_ranks):
     resumed, reference = _network(inputs / "killed.pt"), _network(two_ranks)
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
     assert not state.exists()
+
+
+def test_warning_signal_to_one_rank_stops_both_at_the_same_step(inputs, two_ranks, tmp_path):
+    state = inputs / "resume_signalled.pt" / "iter_1.pt"
+    with open(tmp_path / "stderr", "w") as err:
+        launcher = _mstep(inputs, "signalled.pt", 2, stdout=err, stderr=err)
+        deadline = time.monotonic() + 120
+        while not state.exists() and time.monotonic() < deadline and launcher.poll() is None:
+            time.sleep(0.05)
+        ranks = _children(launcher.pid)
+        assert len(ranks) == 2 and launcher.poll() is None, "the run ended before the signal"
+        os.kill(max(ranks), signal.SIGUSR1)  # one rank only: the other learns it in the step
+        assert launcher.wait(timeout=120) != 0
+    log = (tmp_path / "stderr").read_text()
+    # each rank's line (on stderr and stdout): the same step on both ranks
+    found = set(re.findall(r"stopped by (SIGUSR1|another rank's stop signal) at step (\d+)", log))
+    assert len(found) == 2 and len({step for _, step in found}) == 1, log[-3000:]
+    assert {who for who, _ in found} == {"SIGUSR1", "another rank's stop signal"}
+    assert torch.load(state, weights_only=True)["step"] == int(found.pop()[1])
+
+    rerun = _mstep(inputs, "signalled.pt", 2)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed, reference = _network(inputs / "signalled.pt"), _network(two_ranks)
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def _plan(project, gpus: int, check: bool = True):

@@ -1,7 +1,9 @@
 """The slurm profile for real: a 1-lap demo through sbatch on a one-node SLURM cluster
-(tests/slurm/start_cluster.sh; CI starts one), with the M-step job cancelled by scancel
-mid-run. The profile's retries resubmit it, the job resumes from its saved training state,
-and the results equal those of an uninterrupted local run.
+(tests/slurm/start_cluster.sh; CI starts one). SLURM's warning signal
+(``scancel --signal=USR1``, what the profile's ``--signal=USR1@300`` sends before the time
+limit) reaches an E-step shard mid-shard and the M-step mid-run: each saves its state and
+exits, the profile's retries resubmit it, the job resumes, and the results equal those of an
+uninterrupted local run.
 
 Without a cluster this test is skipped with that reason; CI sets EMPRIORS_REQUIRE_SLURM=1 so
 that a missing cluster fails there instead.
@@ -14,8 +16,10 @@ import shutil
 import subprocess
 import time
 
+import h5py
 import pytest
-from workflow_support import ENV, make_project, payload, run, same, snakemake
+import yaml
+from workflow_support import ENV, REPO, make_project, payload, run, same, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -23,6 +27,7 @@ ONE_LAP = """
 experiments:
   manifold:
     em: {iterations: 1}
+    estep: {batch_size: 128, steps: 256}
     mstep: {steps: 3000, resume_every_s: 0.5}
     evaluate: {figure_iterations: [0, 1]}
   digits_mask: {enabled: false}
@@ -31,12 +36,15 @@ studies:
   heuristics: {enabled: false}
   posterior_benchmark: {enabled: false}
 """
+PROFILE = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+WARNING = PROFILE["default-resources"]["slurm_extra"]  # --signal=USR1@300, kept below
 # The slurm profile as shipped, with sizes that fit a 2-core node and the two settings a
 # cluster without accounting needs (SLURM_LOCAL.md); real clusters keep the defaults.
 SLURM = [
     "--profile", "slurm", "--configfile", "config/demo.yaml", "one.yaml",
     "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
     "--default-resources", "mem_mb=500", "cpus_per_task=1", "runtime=30",
+    f"slurm_extra={WARNING}",
     "--set-resources", "estep:mem_mb=500", "mstep:mem_mb=500", "evaluate:mem_mb=500",
     "init_prior:mem_mb=500",
 ]  # fmt: skip
@@ -68,10 +76,11 @@ def cluster():
         pytest.skip("no SLURM cluster here (start one with: sudo tests/slurm/start_cluster.sh)")
 
 
-def test_slurm_profile_runs_and_survives_scancel(cluster, tmp_path):
+def test_slurm_warning_signal_stops_and_resumes_the_estep_and_the_mstep(cluster, tmp_path):
+    assert "--signal=USR1@" in WARNING
     project = make_project(tmp_path / "slurm")
     (project / "one.yaml").write_text(ONE_LAP)
-    resume = project / "results" / "manifold" / ".resume" / "iter_1.pt"
+    res = project / "results" / "manifold"
     proc = subprocess.Popen(
         snakemake(*SLURM),
         cwd=project,
@@ -81,15 +90,21 @@ def test_slurm_profile_runs_and_survives_scancel(cluster, tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    cancelled, deadline = None, time.monotonic() + 900
+    # the stage to signal and the resume file that shows it is past its first batch or save
+    pending = {
+        "estep": res / ".resume" / "estep_1_0.pt",
+        "mstep": res / ".resume" / "iter_1.pt",
+    }
+    deadline = time.monotonic() + 900
     try:
-        while cancelled is None:
-            assert proc.poll() is None, "workflow ended before the M-step could be cancelled"
-            assert time.monotonic() < deadline, "timed out waiting for the M-step"
-            job = _running_job("mstep")
-            if job and resume.exists():
-                subprocess.run(["scancel", job], check=True)
-                cancelled = job
+        while pending:
+            assert proc.poll() is None, f"workflow ended before {sorted(pending)} got the signal"
+            assert time.monotonic() < deadline, f"timed out waiting for {sorted(pending)}"
+            for rule, state in list(pending.items()):
+                job = _running_job(rule)
+                if job and state.exists():
+                    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+                    del pending[rule]
             time.sleep(0.2)
         out, _ = proc.communicate(timeout=900)
     finally:
@@ -98,26 +113,25 @@ def test_slurm_profile_runs_and_survives_scancel(cluster, tmp_path):
             proc.wait(60)
     assert proc.returncode == 0, out
     assert "SLURM" in out and "jobid" in out  # jobs went through sbatch
-    res = project / "results" / "manifold"
     assert (res / "sinkhorn.csv").exists() and (res / "iter_1.dvc").exists()
-    assert "resumed training from" in (res / "logs" / "mstep_1.log").read_text()
+    # the signalled attempt's SLURM log (the plugin keeps failed jobs' logs) and the retry's
+    # stage log (which replaces the first attempt's)
+    for rule, job, stopped, resumed in [
+        ("estep", "manifold_1_0", "after batch", "resumed sampling from"),
+        ("mstep", "manifold_1", "at step", "resumed training from"),
+    ]:
+        slurm_logs = (project / ".snakemake" / "slurm_logs" / f"rule_{rule}" / job).glob("*.log")
+        text = "".join(p.read_text() for p in slurm_logs)
+        assert f"stopped by SIGUSR1 {stopped}" in text and "exit status 75" in text, text[-3000:]
+        assert resumed in (res / "logs" / f"{job.replace('manifold', rule)}.log").read_text()
 
-    # the same config run locally, uninterrupted, gives the same model
+    # the same config run locally, uninterrupted, gives the same samples and model
     local = make_project(tmp_path / "local")
     (local / "one.yaml").write_text(ONE_LAP)
-    run(
-        snakemake(
-            "--profile",
-            "local",
-            "--configfile",
-            "config/demo.yaml",
-            "one.yaml",
-            "--cores",
-            "2",
-            "results/manifold/iter_1/prior.pt",
-        ),
-        local,
-    )
-    assert same(
-        payload(local / "results/manifold/iter_1/prior.pt"), payload(res / "iter_1" / "prior.pt")
-    )
+    target = "results/manifold/iter_1/prior.pt"
+    run(snakemake("--profile", "local", "--configfile", "config/demo.yaml", "one.yaml",
+                  "--cores", "2", target), local)  # fmt: skip
+    assert same(payload(local / target), payload(project / target))
+    samples = "results/manifold/iter_1/samples_0.h5"
+    with h5py.File(local / samples) as a, h5py.File(project / samples) as b:
+        assert a["x"][()].tobytes() == b["x"][()].tobytes()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from empriors import distributed, methods
+from empriors import distributed, methods, preemption
 from empriors.config import (
     ConfigError,
     ExperimentSettings,
@@ -917,8 +917,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    preemption.install()
     try:
         args.fn(args)
+    except preemption.Preempted as e:
+        # the resume state is saved: a rerun (or Snakemake's retry) continues from it. Also on
+        # stdout, which the rules leave to Snakemake's log (SLURM's job log): the retry
+        # overwrites the stage's log.
+        for stream in (sys.stderr, sys.stdout):
+            print(f"{e}; a rerun continues from there", file=stream, flush=True)
+        return preemption.EXIT_STATUS
     except (
         ConfigError,
         ArtifactError,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -60,6 +61,11 @@ class Ranks:
         dist.all_reduce(value)
         return value / self.world
 
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self.distributed:
+            dist.barrier()
+
 
 SINGLE = Ranks()
 
@@ -83,6 +89,9 @@ def launch(processes: int, argv: list[str]) -> None:
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
     run += ["--nproc-per-node", str(processes), *argv]
     sys.stderr.flush()
+    # torchrun itself ignores SLURM's warning signal, which reaches every rank directly; the
+    # ranks save and stop together (empriors.preemption), then torchrun exits with them
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     os.execv(sys.executable, run)
 
 

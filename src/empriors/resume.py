@@ -7,6 +7,10 @@ state). A rerun with the same fingerprint (inputs, settings, seed, batch size) l
 restores the generator and continues with the next batch, so its output has the same bytes as
 an uninterrupted run. A state with another fingerprint is ignored with a warning; the stage
 deletes the file once its output is written.
+
+:class:`ResumableBatches` is the loop's side of it: it skips the finished batches, saves after
+each new one and, on SLURM's warning signal or SIGTERM (:mod:`empriors.preemption`), stops the
+job right after that save.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from empriors import preemption
 from empriors.data.io import ArtifactError, atomic_torch_save, load_checkpoint, sha256
 
 log = logging.getLogger(__name__)
@@ -74,3 +79,56 @@ class BatchResume:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class ResumableBatches:
+    """The batches of one sampling job, as a context for its loop::
+
+        with ResumableBatches(batches, resume, generator, batch_size) as job:
+            for rows, real in job.remaining():
+                job.finish(draw(rows)[:real])
+        samples = job.result()
+
+    ``batches``: the job's (rows, real) batches in order; ``resume`` (or None: nothing is
+    saved) holds the finished ones. Inside the context a stop signal waits for the end of the
+    current batch: :meth:`finish` saves, then stops the job (:class:`preemption.Preempted`)."""
+
+    def __init__(
+        self,
+        batches: list,
+        resume: BatchResume | None,
+        generator: torch.Generator,
+        batch_size: int,
+    ):
+        self.batches, self.resume = batches, resume
+        self.generator, self.batch_size = generator, batch_size
+        self.out: list[Tensor] = resume.load(generator, batch_size) if resume is not None else []
+        self._deferred = preemption.deferred()
+
+    def __enter__(self) -> ResumableBatches:
+        self._deferred.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._deferred.__exit__(*exc)
+
+    @property
+    def done(self) -> int:
+        return len(self.out)
+
+    def remaining(self) -> list:
+        """The batches no earlier run finished."""
+        return self.batches[len(self.out) :]
+
+    def finish(self, samples: Tensor) -> None:
+        """Record one batch's samples; save the state unless it was the last batch."""
+        self.out.append(samples)
+        if len(self.out) == len(self.batches):
+            return  # complete: the stage writes its output next, even after a stop signal
+        if self.resume is not None:
+            self.resume.save(self.out, self.generator, self.batch_size)
+        kept = f", saved to {self.resume.path}" if self.resume is not None else ""
+        preemption.stop_if_requested(f"after batch {len(self.out)} of {len(self.batches)}{kept}")
+
+    def result(self) -> Tensor:
+        return torch.cat(self.out)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from empriors import distributed
+from empriors import distributed, preemption
 from empriors.compute import Compute
 from empriors.data.io import atomic_torch_save, load_checkpoint
 from empriors.diffusion import VESchedule, denoising_loss
@@ -127,6 +127,17 @@ def _fingerprint(denoiser: nn.Module, data: Tensor, condition: Tensor | None) ->
     return digest.hexdigest()
 
 
+def _stop(ranks: Ranks, step: int, steps: int, resume_path: Path | None, save_state) -> None:
+    """After ``step`` of ``steps``, on a stop signal: rank 0 saves the state, every rank
+    waits for it, then the stage stops (:class:`preemption.Preempted`)."""
+    if resume_path is not None and ranks.main:
+        save_state(step)
+    ranks.barrier()
+    kept = f", saved to {resume_path}" if resume_path is not None else ""
+    preemption.stop_if_requested(f"at step {step} of {steps}{kept}")
+    raise preemption.Preempted(None, f"at step {step} of {steps}{kept}")  # another rank's signal
+
+
 def train_denoiser(
     denoiser: nn.Module,
     data: Tensor,
@@ -225,35 +236,41 @@ def train_denoiser(
         disable=not progress or not ranks.main,
         mininterval=5,
     )
-    for step in bar:
-        index = torch.randint(
-            data.shape[0], (settings.batch_size,), generator=generator, device=device
-        )
-        batch = data[index]
-        cond = None if condition is None else condition[index]
-        if settings.augment is not None:
-            batch, cond = _augment(settings.augment, batch, cond, generator)
-        loss = denoising_loss(model, batch, schedule, generator, cond, local_rows)
-        value = ranks.mean(loss.detach()).item()  # the same on every rank: all stop together
-        if not math.isfinite(value):
-            raise FloatingPointError(f"training loss is {value} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.clip:
-            nn.utils.clip_grad_norm_(denoiser.parameters(), settings.clip)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(denoiser)
-        window.append(value)
-        if len(window) == log_every:
-            losses.append(sum(window) / len(window))
-            window = []
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if resume_path is not None and time.monotonic() - last_save > settings.resume_every_s:
-            if ranks.main:  # the state is the same on every rank
-                save_state(step + 1)
-            last_save = time.monotonic()
+    with preemption.deferred():  # a stop signal waits for the end of the step
+        for step in bar:
+            index = torch.randint(
+                data.shape[0], (settings.batch_size,), generator=generator, device=device
+            )
+            batch = data[index]
+            cond = None if condition is None else condition[index]
+            if settings.augment is not None:
+                batch, cond = _augment(settings.augment, batch, cond, generator)
+            loss = denoising_loss(model, batch, schedule, generator, cond, local_rows)
+            # the global loss and whether any rank got a stop signal, the same on every rank: all
+            # ranks stop at the same step
+            stop = loss.new_tensor(float(preemption.requested()))
+            value, stop = ranks.mean(torch.stack([loss.detach(), stop])).tolist()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss is {value} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.clip:
+                nn.utils.clip_grad_norm_(denoiser.parameters(), settings.clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(denoiser)
+            window.append(value)
+            if len(window) == log_every:
+                losses.append(sum(window) / len(window))
+                window = []
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if resume_path is not None and time.monotonic() - last_save > settings.resume_every_s:
+                if ranks.main:  # the state is the same on every rank
+                    save_state(step + 1)
+                last_save = time.monotonic()
+            if stop and step + 1 < settings.steps:
+                _stop(ranks, step + 1, settings.steps, resume_path, save_state)
     if window:
         losses.append(sum(window) / len(window))
     weights = ema.module.state_dict() if ema is not None else denoiser.state_dict()

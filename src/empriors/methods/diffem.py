@@ -32,7 +32,7 @@ from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
 from empriors.methods.prior import Prior
 from empriors.operators import LinearOperator, observe
-from empriors.resume import BatchResume
+from empriors.resume import BatchResume, ResumableBatches
 
 # n, generator -> n operators of the experiment's observation family
 OperatorDraw = Callable[[int, torch.Generator], LinearOperator]
@@ -58,35 +58,33 @@ def conditional_sample(
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
     compute = compute or Compute(device)
     network = compute.accelerate(prior.network)
-    out = resume.load(generator, batch_size) if resume is not None else []
     batches = list(batch_rows(n, batch_size, compute.compile))
     quiet = not progress or n <= batch_size
-    for rows, real in tqdm(
-        batches[len(out) :],
-        desc="conditional sampling",
-        initial=len(out),
-        total=len(batches),
-        disable=quiet,
-    ):
-        yb = y[rows].to(device=device, dtype=torch.float32)
-        opb = op[rows].to(device=device, dtype=torch.float32)
-        denoise = Conditioned(network, opb.condition(yb))
-        out.append(
-            sample(
-                denoise,
-                (yb.shape[0], dim),
-                schedule,
-                sampler.steps,
-                sampler.method,
-                generator,
-                mean=mean,
-                corrector_tau=sampler.corrector_tau,
-                device=device,
-            )[:real].cpu()
-        )
-        if resume is not None and len(out) < len(batches):
-            resume.save(out, generator, batch_size)
-    return torch.cat(out)
+    with ResumableBatches(batches, resume, generator, batch_size) as job:
+        for rows, real in tqdm(
+            job.remaining(),
+            desc="conditional sampling",
+            initial=job.done,
+            total=len(batches),
+            disable=quiet,
+        ):
+            yb = y[rows].to(device=device, dtype=torch.float32)
+            opb = op[rows].to(device=device, dtype=torch.float32)
+            denoise = Conditioned(network, opb.condition(yb))
+            job.finish(
+                sample(
+                    denoise,
+                    (yb.shape[0], dim),
+                    schedule,
+                    sampler.steps,
+                    sampler.method,
+                    generator,
+                    mean=mean,
+                    corrector_tau=sampler.corrector_tau,
+                    device=device,
+                )[:real].cpu()
+            )
+    return job.result()
 
 
 def fresh_corruptions(

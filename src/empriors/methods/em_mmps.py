@@ -24,7 +24,7 @@ from empriors.gaussian import LowRankGaussian, fit_ppca
 from empriors.methods.prior import Prior, build_denoiser
 from empriors.operators import LinearOperator
 from empriors.posterior import build_posterior
-from empriors.resume import BatchResume
+from empriors.resume import BatchResume, ResumableBatches
 from empriors.train import train_denoiser
 
 log = logging.getLogger(__name__)
@@ -56,48 +56,46 @@ def posterior_sample(
     else:
         compute = compute or Compute(device)
         denoise, static = compute.accelerate(prior.network), compute.compile
-    out = resume.load(generator, batch_size) if resume is not None else []
     batches = list(batch_rows(n, batch_size, static))
-    for rows, real in tqdm(
-        batches[len(out) :],
-        desc="E-step batches",
-        initial=len(out),
-        total=len(batches),
-        disable=not progress or len(batches) == 1,
-    ):
-        yb = y[rows].to(device=device, dtype=dtype)
-        opb = op[rows].to(device=device, dtype=dtype)
-        posterior = build_posterior(
-            settings.kind,
-            denoise,
-            opb,
-            yb,
-            settings.sigma_y2,
-            covariance=settings.covariance,
-            gaussian=gaussian,
-            cg_rtol=settings.cg_rtol,
-            cg_maxiter=settings.cg_maxiter,
-            dps_zeta=settings.dps_zeta,
-            diffpir_lambda=settings.diffpir_lambda,
-        )
-        out.append(
-            sample(
-                posterior,
-                (yb.shape[0], dim),
-                schedule,
-                sampler.steps,
-                sampler.method,
-                generator,
-                mean=gaussian.mean,
-                corrector_tau=sampler.corrector_tau,
-                dtype=dtype,
-                device=device,
-                progress=progress,
-            )[:real].cpu()
-        )
-        if resume is not None and len(out) < len(batches):
-            resume.save(out, generator, batch_size)
-    return torch.cat(out)
+    with ResumableBatches(batches, resume, generator, batch_size) as job:
+        for rows, real in tqdm(
+            job.remaining(),
+            desc="E-step batches",
+            initial=job.done,
+            total=len(batches),
+            disable=not progress or len(batches) == 1,
+        ):
+            yb = y[rows].to(device=device, dtype=dtype)
+            opb = op[rows].to(device=device, dtype=dtype)
+            posterior = build_posterior(
+                settings.kind,
+                denoise,
+                opb,
+                yb,
+                settings.sigma_y2,
+                covariance=settings.covariance,
+                gaussian=gaussian,
+                cg_rtol=settings.cg_rtol,
+                cg_maxiter=settings.cg_maxiter,
+                dps_zeta=settings.dps_zeta,
+                diffpir_lambda=settings.diffpir_lambda,
+            )
+            job.finish(
+                sample(
+                    posterior,
+                    (yb.shape[0], dim),
+                    schedule,
+                    sampler.steps,
+                    sampler.method,
+                    generator,
+                    mean=gaussian.mean,
+                    corrector_tau=sampler.corrector_tau,
+                    dtype=dtype,
+                    device=device,
+                    progress=progress,
+                )[:real].cpu()
+            )
+    return job.result()
 
 
 def prior_sample(
@@ -119,25 +117,23 @@ def prior_sample(
     mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
     compute = compute or Compute(device)
     network = compute.accelerate(prior.network)
-    out = resume.load(generator, batch_size) if resume is not None else []
     batches = list(batch_rows(n, batch_size, compute.compile))
-    for rows, real in batches[len(out) :]:
-        out.append(
-            sample(
-                network,
-                (rows.shape[0], prior.gaussian.dim),
-                schedule,
-                sampler.steps,
-                sampler.method,
-                generator,
-                mean=mean,
-                corrector_tau=sampler.corrector_tau,
-                device=device,
-            )[:real].cpu()
-        )
-        if resume is not None and len(out) < len(batches):
-            resume.save(out, generator, batch_size)
-    return torch.cat(out)
+    with ResumableBatches(batches, resume, generator, batch_size) as job:
+        for rows, real in job.remaining():
+            job.finish(
+                sample(
+                    network,
+                    (rows.shape[0], prior.gaussian.dim),
+                    schedule,
+                    sampler.steps,
+                    sampler.method,
+                    generator,
+                    mean=mean,
+                    corrector_tau=sampler.corrector_tau,
+                    device=device,
+                )[:real].cpu()
+            )
+    return job.result()
 
 
 def fit_initial_gaussian(
