@@ -9,6 +9,8 @@ import sys
 
 from snakemake.utils import min_version, validate
 
+from empriors.schema import check_yaml_file, validate_config
+
 min_version("9.0")
 sys.setrecursionlimit(100_000)  # deep per-iteration DAGs (hundreds of chained laps)
 
@@ -23,9 +25,14 @@ except ValueError:  # not the main thread (Snakemake's API in a thread): keep it
 shell.prefix("set -euo pipefail; trap : TERM; ")
 
 
+check_yaml_file("config/config.yaml")  # a syntax error named with its line
+
+
 configfile: "config/config.yaml"
 
 
+# one line naming a wrong key first (src/empriors/schema.py), then Snakemake's own validation
+validate_config(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -41,6 +48,7 @@ include: "workflow/rules/snapshot.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/unknown.smk"
 
 
 rule all:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -67,3 +70,29 @@ def test_lineage_walks_inputs_and_flags_changes(tmp_path):
     with h5py.File(a, "a") as f:
         f.attrs["touched"] = 1
     assert "CHANGED" in "\n".join(lineage(b))
+
+
+def test_a_killed_write_leaves_no_temp_file_after_the_next_write(tmp_path):
+    """SIGKILL inside a write leaves its temp file; the target's next write removes it (and
+    the random temp names of earlier versions)."""
+    target = tmp_path / "truth.h5"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITE, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    writer.wait()
+    (tmp_path / ".truth.h5.k2j4x9.tmp").write_text("an older version's leftover")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".truth.h5.k2j4x9.tmp", ".truth.h5.tmp"]
+    write_h5(target, {"x": torch.zeros(3)}, {"stage": "test"})
+    assert [p.name for p in tmp_path.iterdir()] == ["truth.h5"]
+
+
+KILLED_WRITE = """
+import sys, time
+from empriors.data.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half an HDF5 file")
+    print("writing", flush=True)
+    time.sleep(60)
+"""

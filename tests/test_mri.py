@@ -3,12 +3,18 @@ column-mask operator and the paper's masks."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
+from workflow_support import REPO
 
 from empriors.data.fastmri import MRIDataError, load_slices
 from empriors.data.phantoms import write_phantom_dataset
@@ -158,3 +164,30 @@ def test_held_out_reconstructions_reuse_observations_and_score_against_zero_fill
     assert table["psnr_zf_r4"] > table["psnr_zf_r8"]  # fewer columns, worse baseline
     oracle = reconstruct_held_out(truth, (32, 32), [8], 1e-2, 1, lambda op, y, r: truth, 3)
     assert scores(oracle, truth, (32, 32))["psnr_r8"] == float("inf")
+
+
+def test_lineage_of_an_mri_run_on_raw_files_lists_them_as_leaves(tmp_path):
+    """fastMRI-format files in a data folder (not the phantoms kind): the observations'
+    lineage ends at the raw files, each with its size and SHA-256, and never crashes on a
+    file without provenance (the raw files have none)."""
+    knee = tmp_path / "data" / "knee"
+    files = write_phantom_dataset(knee, 3, 32, 4, torch.Generator().manual_seed(1))
+    paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"]["mri"]
+    cfg = {k: paper[k] for k in ("data", "observation", "network", "diffusion")}
+    cfg["data"] = {**cfg["data"], "kind": "fastmri", "folder": str(knee), "slices": [0, 4],
+                   "size": [32, 32], "validation_volumes": 1}  # fmt: skip
+    cfg["method"] = "em_mmps"
+    obs = tmp_path / "observations.h5"
+    corrupt = [sys.executable, "-m", "empriors", "corrupt", "--exp", "mri", "--seed", "0"]
+    corrupt += ["--device", "cpu", "--config", json.dumps(cfg), "--observations", str(obs)]
+    corrupt += ["--truth", str(tmp_path / "truth.h5")]
+    proc = subprocess.run(corrupt, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lineage = [sys.executable, "-m", "empriors", "lineage", str(obs)]
+    proc = subprocess.run(lineage, capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for f in files:
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        leaf = f"{f}  [external input] {f.stat().st_size} bytes sha256={digest}"
+        assert leaf in proc.stdout, proc.stdout
+        assert f"input {f} sha256={digest} (ok)" in proc.stdout

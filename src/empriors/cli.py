@@ -1,4 +1,4 @@
-"""``python -m empriors STAGE ...``: one subcommand per workflow stage, plus ``lineage``.
+"""``python -m empriors STAGE ...``: one subcommand per workflow stage, plus ``lineage``, ``diff``.
 
 Every stage reads its inputs, checks them, computes, and writes its outputs atomically with
 provenance. The workflow passes each experiment's resolved config block as JSON (--config).
@@ -26,6 +26,7 @@ from empriors.config import (
 from empriors.data.images import load_image_data
 from empriors.data.io import (
     ArtifactError,
+    atomic_path,
     lineage,
     load_checkpoint,
     now,
@@ -124,12 +125,19 @@ def _save_prior(path, prior: Prior, extra: dict, prov: dict):
     save_checkpoint(path, payload, prov)
 
 
-def _load_prior(path, settings: ExperimentSettings) -> Prior:
+def _load_prior(path, settings: ExperimentSettings, dim: int | None = None) -> Prior:
+    """The prior saved at ``path``; ``dim``: the signal dimension it must have (the
+    observations')."""
     state = load_checkpoint(path)
     for key in ("gaussian", "features"):
         if key not in state:
             raise ArtifactError(f"{path} is not a prior checkpoint (no {key!r})")
     gaussian = LowRankGaussian.from_state_dict(state["gaussian"])
+    if dim is not None and gaussian.dim != dim:
+        raise ArtifactError(
+            f"{path}: a prior of dimension {gaussian.dim}, but the observations' signals have "
+            f"dimension {dim} (a prior of another experiment?)"
+        )
     network = flow = None
     try:
         if "network" in state:
@@ -276,6 +284,11 @@ def _corrupt_mri(args, data: dict, obs: dict, started: str):
     if obs["kind"] != "kspace_columns":
         raise ConfigError("MRI data is observed by kspace_columns (observation.kind)")
     folder = Path(data["folder"])
+    if not folder.is_dir():
+        raise MRIDataError(
+            f"{folder}: the data folder does not exist; place the knee single-coil fastMRI "
+            "files there (never downloaded at run time)"
+        )
     files = sorted(folder.glob("*.h5"))
     held = data["validation_volumes"]
     if len(files) <= held:
@@ -353,10 +366,10 @@ def _sampling_resume(args, s: ExperimentSettings, name: str, seed: int) -> Batch
 
 def cmd_estep(args):
     started, s = now(), _settings(args)
-    y, op, _, _ = _load_observations(args.observations)
+    y, op, dim, _ = _load_observations(args.observations)
     index = _shard_slice(y.shape[0], args.shard, s.shards)
     rows = torch.arange(y.shape[0])[index].repeat_interleave(s.samples_per_observation)
-    prior = _load_prior(args.prior, s)
+    prior = _load_prior(args.prior, s, dim)
     seed = derive_seed(args.seed, _seed_name(args), "estep", args.iteration, args.shard)
     resume = _sampling_resume(args, s, f"estep_{args.iteration}_{args.shard}", seed)
     t0 = time.perf_counter()
@@ -626,11 +639,11 @@ def cmd_reconstruct(args):
 def cmd_posterior_examples(args):
     """Figure: observations, several posterior samples each (the last prior), truth."""
     s = _settings(args)
-    y, op, _, shape = _load_observations(args.observations)
+    y, op, dim, shape = _load_observations(args.observations)
     truth = read_h5(args.truth, ["train"])[0]["train"]
     e, p = s.evaluate["examples"], 4
     index = torch.arange(e)
-    prior = _load_prior(args.prior, s)
+    prior = _load_prior(args.prior, s, dim)
     seed = derive_seed(args.seed, _seed_name(args), "posterior_examples")
     x = _estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None
@@ -754,22 +767,33 @@ def cmd_lineage(args):
         print(line)
 
 
+def cmd_diff(args) -> int:
+    from empriors.rundiff import run_differences
+
+    try:
+        differences = run_differences(args.a, args.b)
+    except FileNotFoundError as e:
+        raise ArtifactError(str(e)) from e
+    for line in differences:
+        print(line)
+    if differences:
+        print(f"{len(differences)} difference(s) in content", file=sys.stderr)
+        return 1
+    print(f"same content: {args.a} and {args.b} (ignoring provenance times, hosts, attempts; "
+          "timing columns; DVC hashes; logs/)")  # fmt: skip
+    return 0
+
+
 def _write_csv(path, rows: list[dict]):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
 
 
 def _write_json(path, obj):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- parser
@@ -904,6 +928,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
     sp.add_argument("file")
     sp.set_defaults(fn=cmd_lineage, threads=None)
+    sp = sub.add_parser(
+        "diff", help="compare two runs' results (or two files) by content; exit 1 if they differ"
+    )
+    sp.add_argument("a", help="a results folder, e.g. results/manifold, or a file")
+    sp.add_argument("b", help="the other run's folder or file")
+    sp.set_defaults(fn=cmd_diff, threads=None)
     return p
 
 
@@ -919,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     preemption.install()
     try:
-        args.fn(args)
+        status = args.fn(args)
     except preemption.Preempted as e:
         # the resume state is saved: a rerun (or Snakemake's retry) continues from it. Also on
         # stdout, which the rules leave to Snakemake's log (SLURM's job log): the retry
@@ -932,8 +962,9 @@ def main(argv: list[str] | None = None) -> int:
         ArtifactError,
         FloatingPointError,
         ValueError,
+        OSError,  # a missing file or folder, a disk that is full or read-only: named by it
         distributed.DistributedError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
-from pathlib import Path
 
 import jsonschema
 import torch
-import yaml
 
 from empriors import distributed
 from empriors.compute import Compute
@@ -28,28 +26,18 @@ from empriors.operators import (
     PixelMask,
     Projection,
 )
+from empriors.schema import (  # noqa: F401  (re-exported: the stages' imports)
+    SCHEMA_PATH,
+    ConfigError,
+    check_yaml_file,
+    load_schema,
+    validate_config,
+)
 from empriors.train import Augment, TrainSettings
-
-# The schema lives with the workflow (one source of truth); the package is installed editable.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 # Keys that shape only the DAG, never an artifact: the workflow leaves them out of stage
 # configs (workflow/rules/common.smk), so extending a run reruns nothing that is finished.
 WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"), ("mstep", "gpus"))
-
-
-class ConfigError(ValueError):
-    """The config does not satisfy the schema or lacks a section a stage needs."""
-
-
-def load_schema() -> dict:
-    if not SCHEMA_PATH.exists():
-        raise ConfigError(
-            f"config schema not found at {SCHEMA_PATH}: install the package "
-            "editable from the repository (pip install -e .)"
-        )
-    with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
 
 
 def validate_sections(cfg: dict) -> None:

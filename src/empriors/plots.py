@@ -11,14 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from empriors.data.io import atomic_path  # noqa: E402
+
 
 def _save(fig, path: Path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(path, suffix=Path(path).suffix) as tmp:  # savefig reads the suffix
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _laps_and_final(rows: list[dict]) -> tuple[list[dict], dict | None]:

@@ -4,9 +4,10 @@ A long sampling job draws its batches from one seeded generator, in order. After
 finished batch it saves the batches so far and the generator's state, atomically, to a file
 outside the job's declared outputs (``results/{exp}/.resume/``, as the M-step's training
 state). A rerun with the same fingerprint (inputs, settings, seed, batch size) loads them,
-restores the generator and continues with the next batch, so its output has the same bytes as
-an uninterrupted run. A state with another fingerprint is ignored with a warning; the stage
-deletes the file once its output is written.
+restores the generator and continues with the next batch, so its samples equal an
+uninterrupted run's bit for bit (the file differs only in its provenance times). A state with
+another fingerprint is ignored with a warning; the stage deletes the file once its output is
+written.
 
 :class:`ResumableBatches` is the loop's side of it: it skips the finished batches, saves after
 each new one and, on SLURM's warning signal or SIGTERM (:mod:`empriors.preemption`), stops the

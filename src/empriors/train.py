@@ -3,7 +3,7 @@ training state that is saved every few minutes and resumed after a crash.
 
 Resuming is exact: the state holds the weights, Adam's moments, the LR schedule, the EMA, the
 step counter and the random generator, so a run killed at any point and resumed produces the
-same bytes as an uninterrupted one (tested end to end in tests/test_workflow.py).
+same weights, bit for bit, as an uninterrupted one (tested end to end in tests/test_workflow.py).
 """
 
 from __future__ import annotations

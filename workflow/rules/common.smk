@@ -1,6 +1,7 @@
 # Helpers shared by the rules: experiment lookup, iteration ranges, CLI arguments.
 import copy
 import json
+import re
 import shlex
 
 ENV = "../../envs/empriors.yaml"
@@ -29,6 +30,24 @@ def experiment(name):
     if name not in config["experiments"]:
         raise ValueError(f"unknown experiment {name!r}; configured: {sorted(config['experiments'])}")
     return config["experiments"][name]
+
+
+# results/ folders that are not experiments: the studies and the comparisons
+RESULT_FOLDERS = ("compare", "heuristics", "posterior_benchmark")
+
+
+def unknown_experiment_pattern():
+    """Regex of a results/ folder name that is neither a configured experiment nor a study
+    (wildcard constraint of rule unknown_experiment)."""
+    known = "|".join(re.escape(n) for n in [*config["experiments"], *RESULT_FOLDERS])
+    return rf"(?!(?:{known})/)[A-Za-z0-9_\-]+"  # /: the name ends there
+
+
+def unknown_experiment_error(wildcards):
+    """Input function of the rule unknown_experiment, the clear error for a target of an
+    experiment the config does not have (instead of Snakemake's "No rule to produce")."""
+    experiment(wildcards.exp)  # raises, naming the configured experiments
+    return []
 
 
 def is_image(exp):

@@ -36,9 +36,10 @@ def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_archive(path: Path, md5: str = CIFAR10_MD5) -> None:
-    """Clear errors for a missing archive or one whose checksum is not ``md5``."""
-    path = Path(path)
+def check_archive(path: Path, md5: str | None = None) -> None:
+    """Clear errors for a missing archive or one whose checksum is not ``md5`` (default:
+    :data:`CIFAR10_MD5`)."""
+    path, md5 = Path(path), md5 or CIFAR10_MD5
     if not path.is_file():
         raise FileNotFoundError(
             f"CIFAR-10 archive not found at {path}. Download cifar-10-python.tar.gz from "
@@ -48,7 +49,9 @@ def check_archive(path: Path, md5: str = CIFAR10_MD5) -> None:
     if actual != md5:
         raise ValueError(
             f"CIFAR-10 archive {path} has MD5 {actual}, expected {md5}: the file is corrupt, "
-            "truncated or not the python version of CIFAR-10."
+            f"truncated or not the python version of CIFAR-10. Download cifar-10-python.tar.gz "
+            f"again from {CIFAR10_URL}, check that `md5sum` prints {md5}, and replace the "
+            "file (the results of earlier runs are kept; rerun the same command)."
         )
 
 
@@ -67,7 +70,7 @@ def _read_batch(archive: tarfile.TarFile, name: str) -> np.ndarray:
     return data
 
 
-def load_cifar10(path: Path, split: str = "train", md5: str = CIFAR10_MD5) -> Tensor:
+def load_cifar10(path: Path, split: str = "train", md5: str | None = None) -> Tensor:
     """(N, 3072) float32 in [-2, 2] for split "train" (50,000), "test" (10,000) or "all"."""
     if split not in (*SPLITS, "all"):
         raise ValueError(f"unknown CIFAR-10 split {split!r}; use train, test or all")

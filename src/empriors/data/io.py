@@ -11,14 +11,15 @@ start and end time. :func:`lineage` walks it back to the raw observations.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
 from functools import cache
+from glob import escape as glob_escape
 from pathlib import Path
 
 import h5py
@@ -83,21 +84,35 @@ def provenance(stage: str, config: dict, inputs: Iterable[str | Path], seed: int
 
 
 @contextmanager
-def _atomic_path(path: str | Path):
+def atomic_path(path: str | Path, suffix: str = ""):
+    """A temporary path beside ``path`` (``.NAME.tmp`` + ``suffix``) that becomes ``path`` by
+    os.replace when the block ends without an exception.
+
+    The name is fixed, one per target (one job writes a target at a time), so a write killed
+    by SIGKILL leaves at most one temp file, which the target's next write removes; the old
+    random names (``.NAME.XXXX.tmp``) are removed then too. DVC and git ignore both."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    for stale in [tmp, *path.parent.glob(f".{glob_escape(path.name)}.*.tmp")]:
+        stale.unlink(missing_ok=True)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise ArtifactError(
+                f"cannot write {path}: {e.strerror} (is {path.parent} read-only?)"
+            ) from e
+        raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_torch_save(obj: dict, path: str | Path) -> None:
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
@@ -120,7 +135,7 @@ def load_checkpoint(path: str | Path) -> dict:
 def write_h5(path: str | Path, arrays: dict[str, np.ndarray | torch.Tensor], prov: dict,
              attrs: dict | None = None) -> None:
     """Write named arrays (and scalar attrs) to HDF5 atomically, with provenance."""
-    with _atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name, value in arrays.items():
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
@@ -153,22 +168,48 @@ def read_h5(path: str | Path, names: Iterable[str], check_finite: bool = True
     return arrays, attrs
 
 
+ARTIFACT_SUFFIXES = (".h5", ".hdf5", ".json", ".pt")
+
+
 def read_provenance(path: str | Path) -> dict:
-    """The provenance dict of an HDF5 file or a checkpoint."""
+    """The provenance dict of an HDF5 file, a JSON result or a checkpoint made by a stage.
+    Raises :class:`ArtifactError` for a file without one (raw data, an archive)."""
     path = Path(path)
-    if path.suffix in (".h5", ".hdf5"):
-        with h5py.File(path, "r") as f:
-            return json.loads(f.attrs["provenance"])
-    if path.suffix == ".json":
-        return json.loads(path.read_text())["provenance"]
-    return json.loads(load_checkpoint(path)["provenance"])
+    try:
+        if path.suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                return json.loads(f.attrs["provenance"])
+        if path.suffix == ".json":
+            return json.loads(path.read_text())["provenance"]
+        if path.suffix == ".pt":
+            return json.loads(load_checkpoint(path)["provenance"])
+    except (KeyError, OSError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path} has no readable provenance ({type(e).__name__}: {e})") from e
+    raise ArtifactError(f"{path} has no provenance: not an artifact of this workflow")
+
+
+def _external_input(path: Path) -> str:
+    """A leaf of the lineage: a file no stage made (raw data, an archive), with its size,
+    SHA-256 and, where a .dvc record tracks it, its DVC md5."""
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file()]
+        return f"[external folder] {len(files)} files, {sum(p.stat().st_size for p in files)} bytes"
+    text = f"[external input] {path.stat().st_size} bytes sha256={sha256(path)[:16]}"
+    record = path.with_name(path.name + ".dvc")
+    if record.exists():
+        import yaml  # DVC's format; only read here
+
+        outs = (yaml.safe_load(record.read_text()) or {}).get("outs") or [{}]
+        text += f" dvc md5={outs[0].get('md5', '?')}"
+    return text
 
 
 def lineage(path: str | Path) -> list[str]:
-    """Lines describing ``path``'s chain of inputs back to the observations.
+    """Lines describing ``path``'s chain of inputs back to the observations and the raw data.
 
     Each artifact is listed once (depth-first), with its stage, seed, config and whether each
-    input still has the checksum recorded when the artifact was made.
+    input still has the checksum recorded when the artifact was made. Files no stage made (the
+    raw fastMRI files, the CIFAR-10 archive) are the leaves, with their size and hashes.
     """
     lines: list[str] = []
     seen: set[str] = set()
@@ -183,7 +224,14 @@ def lineage(path: str | Path) -> list[str]:
         if not p.exists():
             lines.append(f"{pad}{p}  MISSING")
             return
-        prov = read_provenance(p)
+        if p.is_dir() or p.suffix not in ARTIFACT_SUFFIXES:
+            lines.append(f"{pad}{p}  {_external_input(p)}")
+            return
+        try:
+            prov = read_provenance(p)
+        except ArtifactError as e:  # e.g. a fastMRI file: an .h5 no stage wrote
+            lines.append(f"{pad}{p}  {_external_input(p)} (no provenance: {e})")
+            return
         lines.append(f"{pad}{p}  [{prov['stage']}] seed={prov['seed']} code={prov['code_version']}"
                      f" host={prov['host']} {prov['started']} -> {prov['finished']}")
         lines.append(f"{pad}  config: {json.dumps(prov['config'], sort_keys=True)}")

@@ -21,6 +21,8 @@ import h5py
 import numpy as np
 import torch
 
+from empriors.data.io import atomic_path
+
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
   <encoding>
@@ -81,10 +83,7 @@ def write_phantom_file(path: Path, size: int, slices: int, generator: torch.Gene
     kspace = torch.view_as_complex(fastmri.fft2c(image).contiguous()).numpy()
     recon = fastmri.complex_abs(fastmri.ifft2c(torch.view_as_real(torch.from_numpy(kspace))))
     recon = recon.numpy().astype(np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("kspace", data=kspace.astype(np.complex64))
         f.create_dataset("reconstruction_esc", data=recon)
         f.create_dataset("reconstruction_rss", data=recon)
@@ -95,7 +94,6 @@ def write_phantom_file(path: Path, size: int, slices: int, generator: torch.Gene
         f.attrs["norm"] = float(np.linalg.norm(recon))
         f.attrs["acquisition"] = "CORPD_FBK"
         f.attrs["patient_id"] = f"phantom{int(torch.randint(10**8, (1,), generator=generator)):08d}"
-    tmp.replace(path)
 
 
 def write_phantom_dataset(

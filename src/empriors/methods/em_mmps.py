@@ -47,7 +47,8 @@ def posterior_sample(
     """One posterior sample per observation, x_i ~ q(x | y_i), with the sampler named by
     ``settings`` (MMPS by default). y: (N, *O) -> (N, n). ``compute``: the network's
     precision and compilation (a compiled network gets padded, equal-sized batches).
-    ``resume``: finished batches are saved there and skipped by a rerun (same bytes)."""
+    ``resume``: finished batches are saved there and skipped by a rerun (the same samples, bit
+    for bit)."""
     n, dim = y.shape[0], prior.gaussian.dim
     dtype = torch.float64 if prior.network is None else torch.float32
     gaussian = prior.gaussian.to(device=device, dtype=dtype)

@@ -1,0 +1,71 @@
+"""The config's schema checks that the Snakefile runs before any job: light (no torch), so
+that every Snakemake start, a job's included, stays fast.
+
+The schema lives with the workflow (workflow/schemas/config.schema.yaml, one source of truth);
+the package is installed editable from the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config does not satisfy the schema or lacks a section a stage needs."""
+
+
+def load_schema() -> dict:
+    if not SCHEMA_PATH.exists():
+        raise ConfigError(
+            f"config schema not found at {SCHEMA_PATH}: install the package "
+            "editable from the repository (pip install -e .)"
+        )
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def check_yaml_file(path: str | Path) -> None:
+    """Raise :class:`ConfigError` naming ``path`` and the line if it is not valid YAML (the
+    Snakefile checks config/config.yaml before loading it: Snakemake's own message names
+    neither)."""
+    try:
+        yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+
+
+def validate_config(config: dict) -> None:
+    """The whole workflow config (config.yaml and every --configfile merged) against the
+    schema, before Snakemake's own validation: one line that names the key and what is wrong,
+    for the error that best explains the failure (jsonschema's best_match, which looks into
+    the alternatives of an observation kind instead of printing the schema)."""
+    schema = load_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        error = _within_the_chosen_kind(error)
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise ConfigError(f"config error at {where}: {error.message}")
+
+
+def _within_the_chosen_kind(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a section with kinds (oneOf: one alternative per ``kind`` const), the error inside
+    the alternative whose kind the config chose, instead of "not valid under any of the given
+    schemas"."""
+    while error.validator == "oneOf" and error.context:
+        branches: dict = {}
+        for sub in error.context:
+            branches.setdefault(sub.schema_path[0], []).append(sub)
+        chosen = [errs for errs in branches.values() if all(e.validator != "const" for e in errs)]
+        if len(chosen) != 1:
+            break
+        error = jsonschema.exceptions.best_match(chosen[0])
+    return error
