@@ -52,8 +52,11 @@ readme-figures:
 	mkdir -p docs/figures
 	for f in $(README_FIGURES); do cp results/$$f docs/figures/$$(echo $$f | sed 's#/figures/#_#'); done
 
+# The test files run on PYTEST_WORKERS processes (pytest-xdist), each file's tests on one of
+# them (--dist loadfile: a module's fixtures, e.g. a finished demo run, are built once).
+PYTEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check .

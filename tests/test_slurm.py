@@ -19,23 +19,20 @@ import time
 import h5py
 import pytest
 import yaml
-from workflow_support import ENV, REPO, make_project, payload, run, same, snakemake
+from workflow_support import ENV, MANIFOLD_ONLY, REPO, make_project, payload, run, same, snakemake
 
 pytestmark = pytest.mark.workflow
 
-ONE_LAP = """
+ONE_LAP = (
+    """
 experiments:
   manifold:
     em: {iterations: 1}
-    estep: {batch_size: 128, steps: 256}
-    mstep: {steps: 3000, resume_every_s: 0.5}
-    evaluate: {figure_iterations: [0, 1]}
-  digits_mask: {enabled: false}
-  mri: {enabled: false}
-studies:
-  heuristics: {enabled: false}
-  posterior_benchmark: {enabled: false}
-"""
+    estep: {batch_size: 128, steps: 128}
+    mstep: {steps: 1000, resume_every_s: 0.5}
+    evaluate: {n_samples: 256, steps: 32, figure_iterations: [0, 1]}"""
+    + MANIFOLD_ONLY
+)
 PROFILE = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
 WARNING = PROFILE["default-resources"]["slurm_extra"]  # --signal=USR1@300, kept below
 # The slurm profile as shipped, with sizes that fit a 2-core node and the two settings a

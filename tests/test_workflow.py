@@ -1,5 +1,5 @@
 """The workflow end to end: lint, full-depth dry run of the paper config, a real 2-iteration
-demo run with DVC snapshots, kill-and-resume during an M-step, lineage, bad configs.
+demo run with DVC snapshots, lineage, bad configs (kills and resumes: test_reliability.py).
 
 Each test works in a fresh project folder (the repository's workflow files, its own git and
 DVC repos), the way a user's clone does.
@@ -7,16 +7,11 @@ DVC repos), the way a user's clone does.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
-from workflow_support import BIN, DEMO, ENV, REPO, make_project, payload, run, same, snakemake
+from workflow_support import BIN, DEMO, REPO, make_project, run, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -80,7 +75,7 @@ def test_config_changes_rerun_exactly_what_they_affect(finished):
     assert plan["estep"] == "2" and plan["mstep"] == "1" and plan["evaluate"] == "1"
     assert "corrupt" not in plan and "init_prior" not in plan
     # another M-step setting: every M-step reruns, and what follows; the data does not
-    (finished / "steps.yaml").write_text("experiments: {manifold: {mstep: {steps: 1400}}}\n")
+    (finished / "steps.yaml").write_text("experiments: {manifold: {mstep: {steps: 500}}}\n")
     plan = _planned(finished, "steps.yaml")
     assert plan["mstep"] == "2" and plan["estep"] == "2"  # lap 1 E-step reads only q0
     assert "corrupt" not in plan and "init_prior" not in plan
@@ -95,46 +90,7 @@ def test_lineage_reaches_the_observations(finished):
         assert stage in out, out
     assert "results/manifold/observations.h5" in out
     assert "CHANGED" not in out and "MISSING" not in out
-    assert '"steps": 1500' in out  # the config that made the prior
-
-
-def test_kill_during_mstep_then_resume_is_identical(finished, tmp_path):
-    project = make_project(tmp_path / "killed")
-    resume = project / "results" / "manifold" / ".resume" / "iter_2.pt"
-    proc = subprocess.Popen(
-        snakemake(*DEMO, "--cores", "2"),
-        cwd=project,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    while not resume.exists():
-        assert proc.poll() is None, "workflow ended before the M-step of iteration 2 saved state"
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job tree, like a node failure
-    proc.wait()
-    res = project / "results" / "manifold"
-    assert not (res / "iter_2" / "prior.pt").exists()
-
-    run(snakemake(*DEMO, "--unlock"), project)
-    run(snakemake(*DEMO, "--cores", "2", "--rerun-incomplete"), project)
-    assert "resumed training from" in (res / "logs" / "mstep_2.log").read_text()
-    assert not resume.exists()
-
-    ref = finished / "results" / "manifold"
-    for k in (0, 1, 2):
-        assert same(
-            payload(ref / f"iter_{k}" / "prior.pt"), payload(res / f"iter_{k}" / "prior.pt")
-        ), k
-    for k in (0, 1, 2):
-        a = json.loads((ref / "eval" / f"iter_{k}.json").read_text())
-        b = json.loads((res / "eval" / f"iter_{k}.json").read_text())
-        assert a["sinkhorn"] == b["sinkhorn"]
-    assert (ref / "sinkhorn.csv").read_bytes() == (res / "sinkhorn.csv").read_bytes()
+    assert '"steps": 600' in out  # the config that made the prior
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

@@ -15,18 +15,25 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 PROJECT_FILES = ["Snakefile", "workflow", "config", "envs", "Makefile", ".gitignore"]
 
-TWO_ITERATIONS = """
-experiments:
-  manifold:
-    em: {iterations: 2}
-    mstep: {resume_every_s: 0.5}
-    evaluate: {figure_iterations: [0, 1, 2]}
-  digits_mask: {enabled: false}  # the image pipelines have their own tests
-  mri: {enabled: false}          # (test_images_workflow.py)
-studies:  # tested on their own (test_workflow.py): keep the EM tests on the EM workflow
+# The tail of a config that runs the manifold alone: the image pipelines have their own tests
+# (test_images_workflow.py), the studies too (test_workflow.py)
+MANIFOLD_ONLY = """
+  digits_mask: {enabled: false}
+  mri: {enabled: false}
+studies:
   heuristics: {enabled: false}
   posterior_benchmark: {enabled: false}
 """
+TWO_ITERATIONS = (
+    """
+experiments:
+  manifold:  # the demo's pipeline with smaller sizes (CI time)
+    em: {iterations: 2}
+    estep: {steps: 32}
+    mstep: {steps: 600, resume_every_s: 0.5}
+    evaluate: {n_samples: 256, steps: 32, figure_iterations: [0, 1, 2]}"""
+    + MANIFOLD_ONLY
+)
 
 
 def run(cmd, cwd, check=True, **kw):
