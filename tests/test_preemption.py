@@ -5,14 +5,18 @@ long loop the signal stops the stage at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
 import pytest
 import torch
+import yaml
+from workflow_support import REPO
 
-from empriors import preemption, train
+from empriors import cli, preemption, train
 from empriors.config import NetworkSettings, SamplerSettings
+from empriors.data.io import now, provenance, write_h5
 from empriors.diffusion import Denoiser, VESchedule
 from empriors.gaussian import LowRankGaussian
 from empriors.methods import em_mmps
@@ -114,3 +118,33 @@ def test_signal_outside_a_long_loop_stops_at_once():
     with pytest.raises(preemption.Preempted):  # a request made earlier stops a loop on entry
         with preemption.deferred():
             pass
+
+
+def test_a_twice_resumed_mstep_lists_its_three_attempts(tmp_path, monkeypatch, capsys):
+    """SIGUSR1 in step 10, then in step 25 of the resumed run, then a run to the end: the
+    prior's provenance lists the three attempts (steps 0, 10, 25) and lineage shows them."""
+    samples, prior = tmp_path / "samples_0.h5", tmp_path / "iter_0" / "prior.pt"
+    prov = provenance("test", {}, [], 0, now())
+    x = torch.randn(256, 5, generator=torch.Generator().manual_seed(0))
+    write_h5(samples, {"x": x, "index": torch.arange(256)}, prov, {})
+    cli._save_prior(prior, Prior(LowRankGaussian.standard(5)), {"iteration": 0}, prov)
+    paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"]
+    block = {k: dict(paper["manifold"][k]) for k in ("estep", "mstep", "diffusion", "network")}
+    block["network"].update(hidden=[32], embedding=16)
+    block["mstep"].update(steps=40, batch_size=32, ppca_samples=256, resume_every_s=1e9)
+    block["mstep"].pop("gpus", None)
+    out = tmp_path / "iter_1" / "prior.pt"
+    argv = ["mstep", "--exp", "manifold", "--seed", "0", "--device", "cpu", "--threads", "1",
+            "--config", json.dumps({"method": "em_mmps", **block}), "--iteration", "1",
+            "--samples", str(samples), "--prior", str(prior), "--out", str(out),
+            "--resume-dir", str(tmp_path / ".resume")]  # fmt: skip
+    for stop_in in (10, 15):  # the 10th step, then the 15th step of the resumed run: 25
+        _signal_on_call(monkeypatch, train, "denoising_loss", stop_in, signal.SIGUSR1)
+        assert cli.main(argv) == preemption.EXIT_STATUS
+        monkeypatch.undo()
+    assert cli.main(argv) == 0
+    record = json.loads(torch.load(out, weights_only=True)["provenance"])
+    assert [a["step"] for a in record["attempts"]] == [0, 10, 25]
+    capsys.readouterr()
+    assert cli.main(["lineage", str(out)]) == 0
+    assert "attempts: 3 (step 0 at " in capsys.readouterr().out

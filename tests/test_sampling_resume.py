@@ -133,4 +133,6 @@ def test_killed_estep_shard_resumes_to_the_uninterrupted_bytes(tmp_path):
     with h5py.File(tmp_path / "ref.h5") as a, h5py.File(out) as b:
         assert a["x"][()].tobytes() == b["x"][()].tobytes()
         assert a["index"][()].tobytes() == b["index"][()].tobytes()
+        tried = json.loads(b.attrs["provenance"])["attempts"]  # the killed one and the rerun
+        assert [t["batch"] for t in tried] == [0, done]
     assert not state.exists()

@@ -46,7 +46,7 @@ from empriors.operators import (
     observe,
     operator_from_parameters,
 )
-from empriors.resume import BatchResume, fingerprint
+from empriors.resume import BatchResume, attempts, fingerprint
 from empriors.seeding import derive_seed, generator
 
 log = logging.getLogger("empriors")
@@ -82,11 +82,18 @@ def _settings(args) -> ExperimentSettings:
     return s
 
 
-def _provenance(stage: str, s: ExperimentSettings, inputs, seed: int, started: str) -> dict:
+def _provenance(
+    stage: str, s: ExperimentSettings, inputs, seed: int, started: str, resume=None
+) -> dict:
     """The provenance of a stage's artifact: its config sections, how the networks ran
-    (precision, compile) and, for a data-parallel M-step, the number of processes."""
+    (precision, compile) and, for a data-parallel M-step, the number of processes. ``resume``:
+    the job's resume state (a path or a :class:`BatchResume`), whose attempts it lists (where
+    each began, when and on which host: more than one after a kill or preemption)."""
     config = {**s.raw, "compute": {**s.compute.record(), "processes": s.ranks.world}}
-    return provenance(stage, config, inputs, seed, started)
+    prov = provenance(stage, config, inputs, seed, started)
+    if resume is not None and (tried := attempts(getattr(resume, "path", resume))):
+        prov["attempts"] = tried
+    return prov
 
 
 OPERATOR_KEYS = {
@@ -379,13 +386,7 @@ def cmd_estep(args):
     log.info(
         "E-step shard %d: %d samples in %.1f s", args.shard, x.shape[0], time.perf_counter() - t0
     )
-    prov = _provenance(
-        "estep",
-        s,
-        [args.prior, args.observations],
-        seed,
-        started,
-    )
+    prov = _provenance("estep", s, [args.prior, args.observations], seed, started, resume)
     write_h5(
         args.out,
         {"x": x, "index": rows},
@@ -420,7 +421,7 @@ def cmd_mstep(args):
     prior, losses = methods.m_step(kept, previous, s, seed, resume, observations)
     if s.ranks.main:  # the weights are the same on every rank; one writes them
         inputs = [*args.samples, args.prior] + ([args.observations] if observations else [])
-        prov = _provenance("mstep", s, inputs, seed, started)
+        prov = _provenance("mstep", s, inputs, seed, started, resume)
         _save_prior(
             args.out,
             prior,
@@ -442,7 +443,7 @@ def cmd_final_prior(args):
     seed = derive_seed(args.seed, _seed_name(args), "final_prior")
     resume = Path(args.resume_dir) / "final.pt"
     prior, losses = diffem.final_prior(kept, s, seed, resume)
-    prov = _provenance("final_prior", s, list(args.samples), seed, started)
+    prov = _provenance("final_prior", s, list(args.samples), seed, started, resume)
     payload = {"iteration": "final", "losses": torch.tensor(losses, dtype=torch.float64)}
     _save_prior(args.out, prior, {**payload, "kept": kept.shape[0]}, prov)
     resume.unlink(missing_ok=True)
@@ -541,7 +542,7 @@ def cmd_sample_prior(args):
     )
     if not torch.isfinite(x).all():
         raise FloatingPointError(f"samples of {args.prior} contain NaN/Inf; nothing written")
-    prov = _provenance("sample_prior", s, [args.prior], seed, started)
+    prov = _provenance("sample_prior", s, [args.prior], seed, started, resume)
     write_h5(args.out, {"x": x}, prov, {"iteration": args.iteration, "shard": args.shard})
     resume.clear()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,39 @@ import torch
 from torch import Tensor
 
 from empriors import preemption
-from empriors.data.io import ArtifactError, atomic_torch_save, load_checkpoint, sha256
+from empriors.data.io import ArtifactError, atomic_torch_save, load_checkpoint, now, sha256
 
 log = logging.getLogger(__name__)
+
+
+# The attempts of the jobs this process runs, by resume path: where each began (``step`` of
+# an M-step, ``batch`` of a sampling job), when (UTC) and on which host. A job's resume state
+# carries the earlier attempts; the stage writes the list into its output's provenance.
+_ATTEMPTS: dict[str, list[dict]] = {}
+
+
+def new_attempt(path: str | Path, earlier: list[dict], **where) -> list[dict]:
+    """Record this process's attempt at the job whose resume state is ``path``, after the
+    ``earlier`` ones (from the state it continues; [] for a fresh start)."""
+    attempts = [*earlier, {**where, "started": now(), "host": socket.gethostname()}]
+    _ATTEMPTS[str(path)] = attempts
+    if earlier:
+        log.info("attempt %d of this job; earlier: %s", len(attempts), describe(earlier))
+    return attempts
+
+
+def attempts(path: str | Path) -> list[dict]:
+    """The attempts recorded for the job whose resume state is ``path`` ([] if none)."""
+    return list(_ATTEMPTS.get(str(path), []))
+
+
+def describe(attempts: list[dict]) -> str:
+    """One line: where, when and on which host each attempt began."""
+    parts = []
+    for a in attempts:
+        where = ", ".join(f"{k} {a[k]}" for k in ("step", "batch") if k in a)
+        parts.append(f"{where} at {a.get('started', '?')} on {a.get('host', '?')}")
+    return "; ".join(parts)
 
 
 def fingerprint(inputs: list[str | Path], **settings) -> str:
@@ -50,22 +81,30 @@ class BatchResume:
     def load(self, generator: torch.Generator, batch_size: int) -> list[Tensor]:
         """The finished batches of an interrupted run with this fingerprint, with
         ``generator`` set to the state after them; [] (generator untouched) otherwise."""
-        if not self.path.exists():
-            return []
-        try:
-            state = load_checkpoint(self.path)
-        except ArtifactError as e:
-            log.warning("ignoring resume state %s: %s", self.path, e)
-            return []
-        if (state.get("fingerprint"), state.get("batch_size")) != (self.fingerprint, batch_size):
-            log.warning(
-                "ignoring resume state %s: it was made from other inputs or settings", self.path
-            )
+        state = self._matching_state(batch_size)
+        if state is None:
+            new_attempt(self.path, [], batch=0)
             return []
         generator.set_state(state["generator"])
         batches = list(state["batches"])
         log.info("resumed sampling from %s after %d finished batch(es)", self.path, len(batches))
+        new_attempt(self.path, list(state.get("attempts", [])), batch=len(batches))
         return batches
+
+    def _matching_state(self, batch_size: int) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = load_checkpoint(self.path)
+        except ArtifactError as e:
+            log.warning("ignoring resume state %s: %s", self.path, e)
+            return None
+        if (state.get("fingerprint"), state.get("batch_size")) != (self.fingerprint, batch_size):
+            log.warning(
+                "ignoring resume state %s: it was made from other inputs or settings", self.path
+            )
+            return None
+        return state
 
     def save(self, batches: list[Tensor], generator: torch.Generator, batch_size: int) -> None:
         atomic_torch_save(
@@ -74,6 +113,7 @@ class BatchResume:
                 "batch_size": batch_size,
                 "generator": generator.get_state(),
                 "batches": batches,
+                "attempts": attempts(self.path),
             },
             self.path,
         )

@@ -25,6 +25,7 @@ from empriors.compute import Compute
 from empriors.data.io import atomic_torch_save, load_checkpoint
 from empriors.diffusion import VESchedule, denoising_loss
 from empriors.distributed import Ranks
+from empriors.resume import attempts, new_attempt
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ def train_denoiser(
     log_every = max(1, settings.steps // 100)
     fingerprint = _fingerprint(denoiser, data, condition) if resume_path is not None else ""
 
+    earlier: list[dict] = []  # the attempts of an interrupted run this one continues
     if resume_path is not None and resume_path.exists():
         state = load_checkpoint(resume_path)
         if state["settings"] != repr(settings) or state["seed"] != seed:
@@ -199,9 +201,12 @@ def train_denoiser(
                 ema.load_state_dict(state["ema"])
             generator.set_state(state["generator"])
             start, losses, window = state["step"], list(state["losses"]), list(state["window"])
+            earlier = list(state.get("attempts", []))
             log.info(
                 "resumed training from %s at step %d of %d", resume_path, start, settings.steps
             )
+    if resume_path is not None:
+        new_attempt(resume_path, earlier, step=start)
 
     def save_state(step: int):
         state = {
@@ -215,6 +220,7 @@ def train_denoiser(
             "settings": repr(settings),
             "seed": seed,
             "fingerprint": fingerprint,
+            "attempts": attempts(resume_path),
         }
         if ema is not None:
             state["ema"] = ema.state_dict()

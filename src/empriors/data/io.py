@@ -235,6 +235,10 @@ def lineage(path: str | Path) -> list[str]:
         lines.append(f"{pad}{p}  [{prov['stage']}] seed={prov['seed']} code={prov['code_version']}"
                      f" host={prov['host']} {prov['started']} -> {prov['finished']}")
         lines.append(f"{pad}  config: {json.dumps(prov['config'], sort_keys=True)}")
+        if len(prov.get("attempts", [])) > 1:  # killed or preempted, then resumed
+            from empriors.resume import describe
+
+            lines.append(f"{pad}  attempts: {len(prov['attempts'])} ({describe(prov['attempts'])})")
         for inp, digest in prov["inputs"].items():
             ip = Path(inp)
             status = "ok" if ip.exists() and sha256(ip) == digest else (
