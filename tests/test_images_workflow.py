@@ -16,9 +16,10 @@ TINY_DIGITS = """
 experiments:
   digits_mask:
     em: {iterations: 2}
-    mstep: {steps: 300}
-    estep: {steps: 16}
-    evaluate: {n_samples: 256, steps: 16, figure_iterations: [0, 1, 2], examples: 3}
+    init: {rounds: 2, steps: 32}
+    mstep: {steps: 150}
+    estep: {steps: 8}
+    evaluate: {n_samples: 128, steps: 8, figure_iterations: [0, 1, 2], examples: 3}
 """
 
 TINY_MRI = """

@@ -20,23 +20,24 @@ TINY = """
 dvc: {enabled: false}
 experiments:
   manifold_diffem: &tiny
+    data: {n_train: 1024, n_eval: 256}
     em: {iterations: 2, shards: 1}
-    init: {rounds: 2}
-    estep: {steps: 16}
-    mstep: {steps: 200, final_steps: 200}
-    evaluate: {n_samples: 256, steps: 16, figure_iterations: [0, 2]}
+    init: {rounds: 2, steps: 16}
+    estep: {steps: 8}
+    mstep: {steps: 100, final_steps: 100, ppca_samples: 1024}
+    evaluate: {n_samples: 128, steps: 8, figure_iterations: [0, 2]}
   manifold_flowdiff:
     <<: *tiny
-    flow: {steps: 100}
+    flow: {steps: 50}
   digits_mask_diffem: &tiny_digits
     em: {iterations: 2, shards: 1}
-    init: {rounds: 2}
-    mstep: {steps: 100, final_steps: 100}
+    init: {rounds: 2, steps: 16}
+    mstep: {steps: 50, final_steps: 50}
     estep: {steps: 8}
     evaluate: {n_samples: 128, shards: 1, steps: 8, figure_iterations: [0, 2], examples: 2}
   digits_mask_flowdiff:
     <<: *tiny_digits
-    flow: {steps: 50}
+    flow: {steps: 25}
 compare:
   manifold: [manifold_diffem, manifold_flowdiff]
   digits: [digits_mask_diffem, digits_mask_flowdiff]

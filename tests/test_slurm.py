@@ -28,7 +28,7 @@ ONE_LAP = (
 experiments:
   manifold:
     em: {iterations: 1}
-    estep: {batch_size: 128, steps: 128}
+    estep: {batch_size: 64, steps: 128}  # 32 batches per shard: time to catch one mid-shard
     mstep: {steps: 1000, resume_every_s: 0.5}
     evaluate: {n_samples: 256, steps: 32, figure_iterations: [0, 1]}"""
     + MANIFOLD_ONLY
@@ -54,15 +54,12 @@ def _cluster_up() -> bool:
     return proc.returncode == 0 and ("idle" in proc.stdout or "mix" in proc.stdout)
 
 
-def _running_job(rule: str) -> str | None:
+def _running_jobs() -> list[tuple[str, str]]:
+    """The running jobs (one squeue call): (job id, comment), the comment naming the rule."""
     out = subprocess.run(
         ["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True
     ).stdout
-    for line in out.splitlines():
-        job, _, comment = line.partition(" ")
-        if comment.startswith(f"rule_{rule}"):
-            return job
-    return None
+    return [tuple(line.partition(" ")[::2]) for line in out.splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +94,13 @@ def test_slurm_warning_signal_stops_and_resumes_the_estep_and_the_mstep(cluster,
         while pending:
             assert proc.poll() is None, f"workflow ended before {sorted(pending)} got the signal"
             assert time.monotonic() < deadline, f"timed out waiting for {sorted(pending)}"
+            running = _running_jobs()
             for rule, state in list(pending.items()):
-                job = _running_job(rule)
+                job = next((j for j, note in running if note.startswith(f"rule_{rule}")), None)
                 if job and state.exists():
                     subprocess.run(["scancel", "--signal=USR1", job], check=True)
                     del pending[rule]
-            time.sleep(0.2)
+            time.sleep(0.1)
         out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:

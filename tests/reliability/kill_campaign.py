@@ -41,11 +41,11 @@ CONFIG = (
 experiments:
   manifold:
     data: {n_train: 1024, n_eval: 256}
-    init: {rounds: 2, steps: 32}
+    init: {rounds: 2, steps: 16}
     em: {iterations: 1, shards: 2}
-    estep: {steps: 64, batch_size: 128}
-    mstep: {steps: 600, batch_size: 128, ppca_samples: 1024, resume_every_s: 0.5}
-    evaluate: {n_samples: 256, steps: 32, figure_iterations: [0, 1]}"""
+    estep: {steps: 48, batch_size: 128}
+    mstep: {steps: 400, batch_size: 128, ppca_samples: 1024, resume_every_s: 0.5}
+    evaluate: {n_samples: 128, steps: 16, figure_iterations: [0, 1]}"""
     + MANIFOLD_ONLY
 )
 COMMAND = ["--profile", "local", "--configfile", "config/demo.yaml", "kills.yaml", "--cores", "2"]
