@@ -259,8 +259,7 @@ def _refused(status: int, err: str, bad: Path, said: str, folder: Path) -> None:
     assert status == 1 and lines, err[-3000:]
     assert str(bad) in lines[0] and said in lines[0], lines[0]
     assert "Traceback" not in err
-    left = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".pt"
-            and p.name != "observations.h5"]  # fmt: skip
+    left = [p for p in folder.rglob("*") if p.is_file() and p != bad]
     assert left == [], left  # no output, no temp file, no resume state
 
 

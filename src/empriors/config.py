@@ -26,13 +26,7 @@ from empriors.operators import (
     PixelMask,
     Projection,
 )
-from empriors.schema import (  # noqa: F401  (re-exported: the stages' imports)
-    SCHEMA_PATH,
-    ConfigError,
-    check_yaml_file,
-    load_schema,
-    validate_config,
-)
+from empriors.schema import ConfigError, load_schema  # ConfigError: the stages import it here
 from empriors.train import Augment, TrainSettings
 
 # Keys that shape only the DAG, never an artifact: the workflow leaves them out of stage

@@ -99,15 +99,12 @@ def atomic_path(path: str | Path, suffix: str = ""):
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise ArtifactError(
                 f"cannot write {path}: {e.strerror} (is {path.parent} read-only?)"
             ) from e
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
         raise
 
 
