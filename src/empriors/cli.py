@@ -606,11 +606,17 @@ def cmd_reconstruct(args):
     truth = val[torch.linspace(0, val.shape[0] - 1, count).round().long()]
     prior = _load_prior(args.prior, s)
     seed = derive_seed(args.seed, _seed_name(args), "reconstruct")
+    # Fig. 6's sampler (the reference: 64 steps, 5 CG iterations) where it differs from the E-step
+    own = {
+        "steps": ev.get("reconstruction_steps"),
+        "cg_maxiter": ev.get("reconstruction_cg_maxiter"),
+    }
+    s_rec = s.with_section("estep", **{k: v for k, v in own.items() if v is not None})
 
     def posterior(op, y, r):
         label = reconstruction.acceleration_label(r)
         rows = torch.arange(y.shape[0])
-        return _estep_samples(s, prior, op, y, rows, derive_seed(seed, args.iteration, label))
+        return _estep_samples(s_rec, prior, op, y, rows, derive_seed(seed, args.iteration, label))
 
     recs = reconstruction.reconstruct_held_out(
         truth,
@@ -785,6 +791,23 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_parity(args) -> int:
+    from empriors import parity
+
+    table = parity.load_yaml(args.table)
+    problems = parity.differences(table, parity.load_yaml(args.config))
+    for line in problems:
+        print(line)
+    if args.markdown:
+        with atomic_path(args.markdown) as tmp:
+            tmp.write_text(parity.markdown(table))
+    if problems:
+        print(f"{len(problems)} departure(s) from {args.table}", file=sys.stderr)
+        return 1
+    print(f"{args.config} is in parity with {args.table}")
+    return 0
+
+
 def _write_csv(path, rows: list[dict]):
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -935,6 +958,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("a", help="a results folder, e.g. results/manifold, or a file")
     sp.add_argument("b", help="the other run's folder or file")
     sp.set_defaults(fn=cmd_diff, threads=None)
+    sp = sub.add_parser("parity", help="check config.yaml against the parity table")
+    sp.add_argument("--table", default="config/parity.yaml")
+    sp.add_argument("--config", default="config/config.yaml")
+    sp.add_argument("--markdown", help="also render the table to this file (docs/parity.md)")
+    sp.set_defaults(fn=cmd_parity, threads=None)
     return p
 
 

@@ -161,6 +161,15 @@ class ExperimentSettings:
             raise ConfigError(f"config error at precision: {e}") from None
         self.ranks = distributed.SINGLE
 
+    def with_section(self, name: str, **changes) -> ExperimentSettings:
+        """A copy whose section ``name`` has ``changes`` (e.g. the MRI reconstructions' own
+        steps and CG iterations), with every derived setting recomputed."""
+        other = object.__new__(type(self))
+        kept = ("name", "raw", "seed", "device", "compute", "ranks")
+        other.__dict__.update({k: self.__dict__[k] for k in kept})
+        other.raw = {**self.raw, name: {**self.section(name), **changes}}
+        return other
+
     def section(self, name: str) -> dict:
         if name not in self.raw:
             raise ConfigError(f"this stage was not given the config section {name!r}")
@@ -223,8 +232,15 @@ class ExperimentSettings:
 
     @cached_property
     def init_posterior(self) -> PosteriorSettings:
-        # For a Gaussian prior MMPS with the cov_x covariance is exact; CG runs to tolerance.
-        return PosteriorSettings("mmps", "cov_x", self.init["sigma_y2"], self.init["cg_rtol"], None)
+        # For a Gaussian prior MMPS with the cov_x covariance is exact; CG runs to tolerance
+        # unless init.cg_maxiter caps it (the MRI reference: 5 iterations).
+        return PosteriorSettings(
+            "mmps",
+            "cov_x",
+            self.init["sigma_y2"],
+            self.init["cg_rtol"],
+            self.init.get("cg_maxiter"),
+        )
 
     # E-step ----------------------------------------------------------------------------
     @cached_property
