@@ -9,6 +9,12 @@ from empriors.studies.heuristics import (
     study_one_seed,
     summarize,
 )
+from empriors.studies.heuristics_paper import (
+    exact_ot,
+    paper_study_one_seed,
+    reference_sinkhorn,
+    summarize_paper,
+)
 
 
 def test_mixture_covariance_matches_samples(g):
@@ -86,3 +92,46 @@ def test_projected_components_match_the_full_ones(g):
     assert torch.allclose(resp_p, resp, atol=1e-12)
     assert torch.allclose(wm, m @ w, atol=1e-12)
     assert torch.allclose(v_p, v.expand(16), atol=1e-15)
+
+
+def test_reference_sinkhorn_reports_its_cap_and_marginal_error():
+    """POT's sinkhorn_log with the reference's settings: the value is POT's sinkhorn2; capped
+    at a few iterations the plan misses its marginals and says so; exact OT of a shifted
+    cloud is the squared shift."""
+    import ot
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(128, 3, generator=g, dtype=torch.float64)
+    v = torch.randn(128, 3, generator=g, dtype=torch.float64) + 0.5
+    full = reference_sinkhorn(u, v, 1e-1, 1024, 1e-9)
+    a = torch.full((128,), 1 / 128, dtype=torch.float64)
+    pot = ot.sinkhorn2(a, a, ot.dist(u, v), 1e-1, method="sinkhorn_log", numItermax=1024)
+    assert abs(full["value"] - float(pot)) < 1e-6 * float(pot)
+    capped = reference_sinkhorn(u, v, 1e-3, 5, 1e-9)
+    assert not capped["converged"] and capped["marginal_error"] > 1e-2
+    shift = torch.tensor([0.3, 0.0, -0.4], dtype=torch.float64)
+    assert abs(exact_ot(u, u + shift) - 0.25) < 1e-9
+    assert abs(exact_ot(u, u)) < 1e-12
+
+
+def test_paper_variant_rows_floor_and_tweedie_at_large_sigma():
+    """The reference's procedure on one seed (seed 0, measured): every heuristic has a row
+    per sigma_t; S is floored at 1e-6 and the raw difference is kept; at sigma_t = 1 Tweedie
+    is closer than zeros by the reference's S and by the converged divergence."""
+    rows = paper_study_one_seed(
+        torch.Generator().manual_seed(0), [0.01, 1.0], 256, 0.01, 0.01, 1 << 14, 256,
+        1e-3, 1024, 1e-3, 1e-6, 128,
+    )  # fmt: skip
+    assert [(r["sigma_t"], r["heuristic"]) for r in rows] == [
+        (s, h) for s in (0.01, 1.0) for h in HEURISTICS
+    ]
+    for r in rows:
+        assert r["divergence"] == max(r["raw"], 1e-6) and r["floored"] == (r["raw"] < 1e-6)
+        assert 0 <= r["marginal_error"] <= 2
+    d = {r["heuristic"]: r for r in rows if r["sigma_t"] == 1.0}
+    assert d["tweedie"]["divergence"] < d["zeros"]["divergence"]
+    assert d["tweedie"]["converged_divergence"] < d["zeros"]["converged_divergence"]
+    summary = summarize_paper([{"seed": 0, **r} for r in rows])
+    assert len(summary) == 8 and all(s["seeds"] == 1 for s in summary)
+    zeros = next(s for s in summary if s["sigma_t"] == 1.0 and s["heuristic"] == "zeros")
+    assert zeros["ratio_divergence"] == d["zeros"]["divergence"] / d["tweedie"]["divergence"]

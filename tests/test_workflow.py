@@ -7,6 +7,7 @@ DVC repos), the way a user's clone does.
 
 from __future__ import annotations
 
+import csv
 import re
 import sys
 
@@ -114,27 +115,38 @@ def test_dvc_can_be_disabled(tmp_path):
 
 
 def test_heuristics_study_target(tmp_path):
-    """The covariance study's rules end to end on a tiny override: per-part jobs, CSVs, figure."""
+    """The covariance study's rules end to end on a tiny override, both variants (ours and
+    the reference's procedure): per-part jobs, CSVs, figure."""
     project = make_project(tmp_path)
     (project / "tiny.yaml").write_text(
         "studies:\n  heuristics: {seeds: 2, seeds_per_job: 1, n_prior: 4096, support: 256,"
         " sigma_t: [0.1, 1.0]}\n"
+        "  heuristics_paper: {seeds: 2, seeds_per_job: 1, n_prior: 4096, n_eval: 64,"
+        " sigma_t: [0.1, 1.0], exact_points: 32}\n"
     )
-    target = "results/heuristics/divergence.csv"
-    run(snakemake(target, "--cores", "2", "--configfile", "config/demo.yaml", "tiny.yaml"), project)
-    rows = (project / target).read_text().strip().splitlines()
+    targets = ["results/heuristics/divergence.csv", "results/heuristics_paper/divergence.csv"]
+    run(
+        snakemake(*targets, "--cores", "2", "--configfile", "config/demo.yaml", "tiny.yaml"),
+        project,
+    )
+    rows = (project / targets[0]).read_text().strip().splitlines()
     assert rows[0] == "seed,sigma_t,heuristic,divergence,ess_exact"
     assert len(rows) == 1 + 2 * 2 * 4  # seeds x sigma_t x heuristics
-    summary = (project / "results/heuristics/summary.csv").read_text().splitlines()
-    assert len(summary) == 1 + 2 * 4
-    assert (project / "results/heuristics/figures/divergence.png").stat().st_size > 10_000
+    paper = list(csv.DictReader((project / targets[1]).open()))
+    assert len(paper) == 2 * 2 * 4
+    assert {"raw", "floored", "converged", "marginal_error", "exact"} <= set(paper[0])
+    for study in ("heuristics", "heuristics_paper"):
+        summary = (project / f"results/{study}/summary.csv").read_text().splitlines()
+        assert len(summary) == 1 + 2 * 4
+        assert (project / f"results/{study}/figures/divergence.png").stat().st_size > 10_000
 
 
 def test_paper_config_plans_the_heuristics_study(tmp_path):
     project = make_project(tmp_path)
-    proc = run(snakemake("results/heuristics/divergence.csv", "-n"), project)
+    targets = ["results/heuristics/divergence.csv", "results/heuristics_paper/divergence.csv"]
+    proc = run(snakemake(*targets, "-n"), project)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert stats["heuristics_part"] == "8" and stats["heuristics_aggregate"] == "1"
+    assert stats["heuristics_part"] == "16" and stats["heuristics_aggregate"] == "2"
 
 
 def test_posterior_benchmark_target(tmp_path):

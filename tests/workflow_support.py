@@ -22,6 +22,7 @@ MANIFOLD_ONLY = """
   mri: {enabled: false}
 studies:
   heuristics: {enabled: false}
+  heuristics_paper: {enabled: false}
   posterior_benchmark: {enabled: false}
 """
 TWO_ITERATIONS = (

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from empriors import distributed, methods, preemption
 from empriors.config import (
@@ -666,46 +667,65 @@ def cmd_posterior_examples(args):
     log.info("posterior examples of %d observations from %s", e, args.prior)
 
 
-def cmd_heuristics_part(args):
-    from empriors.studies.heuristics import study_one_seed
+# the study's variants: ours, and the reference code's procedure (studies/heuristics_paper.py)
+HEURISTIC_VARIANTS = ("heuristics", "heuristics_paper")
 
+
+def _heuristics_one_seed(variant: str, cfg: dict, g: torch.Generator, device: str) -> list[dict]:
+    from empriors.studies.heuristics import study_one_seed
+    from empriors.studies.heuristics_paper import paper_study_one_seed
+
+    common = (g, cfg["sigma_t"], cfg["components"], cfg["std"], cfg["sigma_y"], cfg["n_prior"])
+    if variant == "heuristics":
+        return study_one_seed(*common, cfg["support"], cfg["sinkhorn_reg"], device=device)
+    return paper_study_one_seed(
+        *common,
+        cfg["n_eval"],
+        cfg["sinkhorn_reg"],
+        cfg["sinkhorn_iterations"],
+        cfg["sinkhorn_stop"],
+        cfg["floor"],
+        cfg["exact_points"],
+        device=device,
+    )
+
+
+def cmd_heuristics_part(args):
     started, cfg = now(), parse_json_config(args.config)
-    validate_study("heuristics", cfg)
+    validate_study(args.variant, cfg)
     rows = []
     first = args.part * cfg["seeds_per_job"]
-    for seed in range(first, min(first + cfg["seeds_per_job"], cfg["seeds"])):
+    for seed in tqdm(range(first, min(first + cfg["seeds_per_job"], cfg["seeds"])), "seeds"):
+        # the `heuristics` stream for both variants: seed k's prior is the same mixture
         g = generator(derive_seed(args.seed, "heuristics", seed))
-        for r in study_one_seed(
-            g,
-            cfg["sigma_t"],
-            cfg["components"],
-            cfg["std"],
-            cfg["sigma_y"],
-            cfg["n_prior"],
-            cfg["support"],
-            cfg["sinkhorn_reg"],
-            device=args.device,
-        ):
-            rows.append({"seed": seed, **r})
-        log.info("heuristics: seed %d done", seed)
-    prov = provenance("heuristics_part", cfg, [], args.seed, started)
+        t0 = time.perf_counter()
+        rows += [
+            {"seed": seed, **r} for r in _heuristics_one_seed(args.variant, cfg, g, args.device)
+        ]
+        log.info("%s: seed %d done in %.1f s", args.variant, seed, time.perf_counter() - t0)
+    prov = provenance(f"{args.variant}_part", cfg, [], args.seed, started)
     _write_json(args.out, {"rows": rows, "provenance": prov})
 
 
 def cmd_heuristics_aggregate(args):
     from empriors.studies.heuristics import summarize
+    from empriors.studies.heuristics_paper import summarize_paper
 
-    fields = ("seed", "sigma_t", "heuristic", "divergence", "ess_exact")
+    first = ("seed", "sigma_t", "heuristic")
     rows = [
-        {k: r[k] for k in fields}
+        {k: r[k] for k in first} | {k: v for k, v in r.items() if k not in first}
         for p in args.parts
         for r in json.loads(Path(p).read_text())["rows"]
     ]
     rows.sort(key=lambda r: (r["seed"], r["sigma_t"], r["heuristic"]))
-    summary = summarize(rows)
     _write_csv(args.out, rows)
-    _write_csv(args.summary, summary)
-    _plots().heuristic_study(summary, Path(args.figure))
+    if args.variant == "heuristics":
+        summary = summarize(rows)
+        _write_csv(args.summary, summary)
+        _plots().heuristic_study(summary, Path(args.figure))
+        return
+    _write_csv(args.summary, summarize_paper(rows))
+    _plots().heuristic_study_paper(rows, Path(args.figure))
 
 
 def cmd_benchmark_task(args):
@@ -923,11 +943,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--threads", type=int, default=None)
     sp.add_argument("--device", default="cpu", help="cpu or cuda")
+    sp.add_argument("--variant", choices=HEURISTIC_VARIANTS, default="heuristics")
     sp.set_defaults(fn=cmd_heuristics_part)
     sp = sub.add_parser("heuristics-aggregate", help="covariance study: CSVs and figure")
     sp.add_argument("--parts", nargs="+", required=True)
     for a in ("--out", "--summary", "--figure"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--variant", choices=HEURISTIC_VARIANTS, default="heuristics")
     sp.set_defaults(fn=cmd_heuristics_aggregate, threads=None)
     sp = sub.add_parser("benchmark-task", help="posterior-sampling benchmark: one task")
     sp.add_argument("--config", required=True, help="the benchmark's config block as JSON")

@@ -33,7 +33,7 @@ def experiment(name):
 
 
 # results/ folders that are not experiments: the studies and the comparisons
-RESULT_FOLDERS = ("compare", "heuristics", "posterior_benchmark")
+RESULT_FOLDERS = ("compare", "heuristics", "heuristics_paper", "posterior_benchmark")
 
 
 def unknown_experiment_pattern():
@@ -247,10 +247,11 @@ def compared(name):
 
 def all_targets():
     targets = []
-    heuristics = study("heuristics")
-    if heuristics and heuristics["enabled"]:
-        targets += ["results/heuristics/divergence.csv",
-                    "results/heuristics/figures/divergence.png"]
+    for name in ("heuristics", "heuristics_paper"):
+        block = study(name)
+        if block and block["enabled"]:
+            targets += [f"results/{name}/divergence.csv",
+                        f"results/{name}/figures/divergence.png"]
     benchmark = study("posterior_benchmark")
     if benchmark and benchmark["enabled"]:
         targets += ["results/posterior_benchmark/table.csv"]

@@ -1,40 +1,45 @@
-# Studies with exact answers (no EM): the covariance-heuristic study (paper Fig. 2).
+# Studies with exact answers (no EM): the covariance-heuristic study (paper Fig. 2), in two
+# variants: `heuristics` (ours: weighted clouds, converged debiased divergence) and
+# `heuristics_paper` (the reference code's procedure and metric).
 
 
 rule heuristics_part:
     output:
-        "results/heuristics/parts/part_{j}.json",
+        "results/{study}/parts/part_{j}.json",
     wildcard_constraints:
+        study="heuristics|heuristics_paper",
         j=r"[0-9]+",
     params:
-        args=study_args("heuristics", on_device=True),
+        args=lambda wc: study_args(wc.study, on_device=True)(wc),
     threads: THREADS
     resources:
         gpu=GPUS,
         gpu_slots=GPU_SLOTS,
     log:
-        "results/heuristics/logs/part_{j}.log",
+        "results/{study}/logs/part_{j}.log",
     conda:
         ENV
     shell:
-        "python -m empriors heuristics-part {params.args} --part {wildcards.j} "
-        "--out {output} 2> {log}"
+        "python -m empriors heuristics-part {params.args} --variant {wildcards.study} "
+        "--part {wildcards.j} --out {output} 2> {log}"
 
 
 rule heuristics_aggregate:
     input:
-        lambda wc: study_parts("heuristics"),
+        lambda wc: study_parts(wc.study),
     output:
-        csv="results/heuristics/divergence.csv",
-        summary="results/heuristics/summary.csv",
-        figure="results/heuristics/figures/divergence.png",
+        csv="results/{study}/divergence.csv",
+        summary="results/{study}/summary.csv",
+        figure="results/{study}/figures/divergence.png",
+    wildcard_constraints:
+        study="heuristics|heuristics_paper",
     log:
-        "results/heuristics/logs/aggregate.log",
+        "results/{study}/logs/aggregate.log",
     conda:
         ENV
     shell:
-        "python -m empriors heuristics-aggregate --parts {input} --out {output.csv} "
-        "--summary {output.summary} --figure {output.figure} 2> {log}"
+        "python -m empriors heuristics-aggregate --variant {wildcards.study} --parts {input} "
+        "--out {output.csv} --summary {output.summary} --figure {output.figure} 2> {log}"
 
 
 rule posterior_benchmark_task:
