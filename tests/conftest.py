@@ -29,6 +29,7 @@ SLOW_FILES = (
     "test_images_workflow.py",
     "test_workflow.py",
     "test_distributed.py",
+    "test_mri_full_size.py",
 )
 
 

@@ -3,7 +3,13 @@ import pytest
 import scipy.linalg
 import torch
 
-from empriors.metrics.fid import feature_moments, frechet_distance, image_metric, to_uint8_images
+from empriors.metrics.fid import (
+    feature_moments,
+    frechet_distance,
+    image_metric,
+    sample_frechet_distance,
+    to_uint8_images,
+)
 
 
 def _reference_fd(mu1, s1, mu2, s2):
@@ -58,3 +64,13 @@ def test_torch_fidelity_inception_metric(tmp_path):
         image_metric(
             "fid_inception", torch.zeros(4, 12), torch.zeros(4, 12), (3, 2, 2), tmp_path / "w.pth"
         )
+
+
+def test_sample_frechet_distance_without_the_covariances_equals_the_full_form(g):
+    """d > N + M: the (N, M) nuclear-norm form equals the (d, d) covariance form."""
+    u = torch.randn(40, 300, generator=g, dtype=torch.float64)
+    v = 0.5 * torch.randn(30, 300, generator=g, dtype=torch.float64) + 0.2
+    full = frechet_distance(*feature_moments(u), *feature_moments(v))
+    # the (d, d) form sums sqrt of ~1e-14 round-off eigenvalues: ~1e-8 relative error
+    assert abs(sample_frechet_distance(u, v) - full) < 1e-6 * full
+    assert abs(sample_frechet_distance(u, u)) < 1e-8

@@ -277,8 +277,9 @@ def cmd_phantoms(args):
     size = data["size"]
     if size[0] != size[1]:
         raise ConfigError(f"phantoms are square; data.size is {size}")
+    kspace = data.get("kspace")
     paths = write_phantom_dataset(
-        Path(args.out), data["volumes"], size[0], data["volume_slices"], g
+        Path(args.out), data["volumes"], size[0], data["volume_slices"], g, kspace and tuple(kspace)
     )
     log.info("wrote %d phantom volumes to %s", len(paths), args.out)
 
@@ -1018,4 +1019,17 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    log.info("%s: %s", args.command, peak_memory())
     return status or 0
+
+
+def peak_memory() -> str:
+    """The process's peak resident memory (and the GPU's peak allocation where CUDA ran):
+    the last line of every stage's log, for sizing cluster jobs."""
+    import resource
+
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    line = f"peak memory {rss_mib:.0f} MiB RSS"
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        line += f", {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB CUDA"
+    return line

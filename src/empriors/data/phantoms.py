@@ -9,7 +9,10 @@ smooth random phase exp(i phi(u, v)) (a low-order polynomial). Per volume and sl
     reconstruction_esc = reconstruction_rss = |ifft2c(kspace)| = magnitude, float32
 plus the ISMRMRD XML header fields fastmri's SliceDataset reads (encodedSpace and reconSpace
 matrix sizes, kspace_encoding_step_1 limits) and the attrs max, norm, acquisition,
-patient_id. Real knee files have 640x368 oversampled k-space; phantoms use S x S.
+patient_id. Real knee files have 640x368 k-space (readout oversampled 2x) and 320x320
+reconstructions: with ``kspace_shape=(640, 368)`` the S x S image is zero-padded to that grid
+before the FFT and the reconstruction is the centre S x S crop of |ifft2c(kspace)|, as in
+the real files; by default k-space is S x S.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from empriors.data.io import atomic_path
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
   <encoding>
-    <encodedSpace><matrixSize><x>{n}</x><y>{n}</y><z>1</z></matrixSize></encodedSpace>
+    <encodedSpace><matrixSize><x>{ex}</x><y>{ey}</y><z>1</z></matrixSize></encodedSpace>
     <reconSpace><matrixSize><x>{n}</x><y>{n}</y><z>1</z></matrixSize></reconSpace>
     <encodingLimits>
       <kspace_encoding_step_1><minimum>0</minimum><maximum>{last}</maximum><center>{centre}</center></kspace_encoding_step_1>
@@ -74,21 +77,37 @@ def phantom_volume(size: int, slices: int, generator: torch.Generator) -> torch.
     return torch.stack(volume)
 
 
-def write_phantom_file(path: Path, size: int, slices: int, generator: torch.Generator) -> None:
-    """One phantom volume as a fastMRI single-coil h5 file."""
+def write_phantom_file(
+    path: Path,
+    size: int,
+    slices: int,
+    generator: torch.Generator,
+    kspace_shape: tuple[int, int] | None = None,
+) -> None:
+    """One phantom volume as a fastMRI single-coil h5 file; k-space (slices, *kspace_shape)
+    (default (slices, size, size)), reconstructions (slices, size, size)."""
     import fastmri
+    from fastmri.data.transforms import complex_center_crop
 
+    kh, kw = kspace_shape or (size, size)
+    if kh < size or kw < size:
+        raise ValueError(f"k-space {kspace_shape} is smaller than the {size}x{size} image")
     volume = phantom_volume(size, slices, generator)
-    image = torch.view_as_real(volume.to(torch.complex64))
+    top, left = (kh - size) // 2, (kw - size) // 2
+    padded = torch.zeros(slices, kh, kw, dtype=volume.dtype)
+    padded[:, top : top + size, left : left + size] = volume
+    image = torch.view_as_real(padded.to(torch.complex64))
     kspace = torch.view_as_complex(fastmri.fft2c(image).contiguous()).numpy()
-    recon = fastmri.complex_abs(fastmri.ifft2c(torch.view_as_real(torch.from_numpy(kspace))))
+    full = fastmri.ifft2c(torch.view_as_real(torch.from_numpy(kspace)))
+    recon = fastmri.complex_abs(complex_center_crop(full, (size, size)))
     recon = recon.numpy().astype(np.float32)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("kspace", data=kspace.astype(np.complex64))
         f.create_dataset("reconstruction_esc", data=recon)
         f.create_dataset("reconstruction_rss", data=recon)
         f.create_dataset(
-            "ismrmrd_header", data=HEADER.format(n=size, last=size - 1, centre=size // 2)
+            "ismrmrd_header",
+            data=HEADER.format(ex=kh, ey=kw, n=size, last=kw - 1, centre=kw // 2),
         )
         f.attrs["max"] = float(recon.max())
         f.attrs["norm"] = float(np.linalg.norm(recon))
@@ -97,10 +116,15 @@ def write_phantom_file(path: Path, size: int, slices: int, generator: torch.Gene
 
 
 def write_phantom_dataset(
-    folder: Path, volumes: int, size: int, slices: int, generator: torch.Generator
+    folder: Path,
+    volumes: int,
+    size: int,
+    slices: int,
+    generator: torch.Generator,
+    kspace_shape: tuple[int, int] | None = None,
 ) -> list[Path]:
     """``volumes`` files file_phantom_{i:03d}.h5 in ``folder``; returns their paths."""
     paths = [Path(folder) / f"file_phantom_{i:03d}.h5" for i in range(volumes)]
     for p in paths:
-        write_phantom_file(p, size, slices, generator)
+        write_phantom_file(p, size, slices, generator, kspace_shape)
     return paths
