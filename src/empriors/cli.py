@@ -787,7 +787,44 @@ def cmd_compare(args):
     for exp, method, path in zip(args.experiments, args.methods, args.metrics, strict=True):
         rows += method_rows(exp, method, Path(path), args.device != "cpu")
     _plots().method_comparison(rows, args.name, Path(args.figure))
+    if args.claims:
+        from empriors.studies import claims
+
+        with atomic_path(args.claims) as tmp:
+            tmp.write_text(claims.markdown(claims.method_claims(rows, args.out)))
     _write_csv(args.out, rows)
+
+
+def cmd_claims(args):
+    """results/claims.{csv,md} (and results/compare/claims.*): the papers' qualitative claims
+    checked on this run's tables (empriors.studies.claims)."""
+    from empriors.studies import claims
+
+    def read(path):
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    rows = []
+    for path in args.manifold or []:
+        rows += claims.manifold_monotone(read(path), path)
+    if args.heuristics:
+        rows += claims.tweedie_closest(read(args.heuristics), args.heuristics)
+    if args.heuristics_paper:
+        path = args.heuristics_paper
+        rows += claims.tweedie_closest(read(path), path, "median_divergence")
+        rows += claims.tweedie_closest(
+            read(path), path + " (converged divergence)", "median_converged_divergence"
+        )
+    if args.benchmark:
+        rows += claims.sampler_ranking(read(args.benchmark), args.benchmark)
+    for path in args.compare or []:
+        rows += claims.method_claims(read(path), path)
+    if not rows:
+        raise ValueError("claims: no result table given")
+    _write_csv(args.out, rows)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(claims.markdown(rows))
+    print(claims.markdown(rows), end="")
 
 
 def cmd_lineage(args):
@@ -971,7 +1008,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu", help="the config's device (GPU-hours or not)")
     for a in ("--out", "--figure"):
         sp.add_argument(a, required=True)
+    sp.add_argument("--claims", help="also check DiffEM's and FlowDiff's claims (markdown)")
     sp.set_defaults(fn=cmd_compare, threads=None)
+    sp = sub.add_parser("claims", help="the papers' qualitative claims on this run's tables")
+    sp.add_argument("--manifold", nargs="*", help="sinkhorn.csv of manifold EM runs")
+    sp.add_argument("--heuristics", help="the covariance study's summary.csv")
+    sp.add_argument("--heuristics-paper", help="its paper variant's summary.csv")
+    sp.add_argument("--benchmark", help="the posterior benchmark's table.csv")
+    sp.add_argument("--compare", nargs="*", help="results/compare/NAME.csv")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--markdown", required=True)
+    sp.set_defaults(fn=cmd_claims, threads=None)
     sp = sub.add_parser("lineage", help="print an artifact's chain of inputs and configs")
     sp.add_argument("file")
     sp.set_defaults(fn=cmd_lineage, threads=None)

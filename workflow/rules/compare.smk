@@ -8,6 +8,7 @@ rule compare:
     output:
         csv="results/compare/{name}.csv",
         figure="results/compare/figures/{name}.png",
+        claims="results/compare/{name}_claims.md",
     params:
         experiments=lambda wc: " ".join(compared(wc.name)),
         methods=lambda wc: " ".join(experiment(e)["method"] for e in compared(wc.name)),
@@ -20,4 +21,22 @@ rule compare:
         "python -m empriors compare --name {wildcards.name} "
         "--experiments {params.experiments} --methods {params.methods} "
         "--metrics {input.metrics} --device {params.device} --out {output.csv} "
-        "--figure {output.figure} 2> {log}"
+        "--figure {output.figure} --claims {output.claims} 2> {log}"
+
+
+rule claims:
+    input:
+        unpack(claims_inputs),
+    output:
+        csv="results/claims.csv",
+        md="results/claims.md",
+    params:
+        args=lambda wc, input: claims_args(input),
+    log:
+        "results/logs/claims.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors claims {params.args} --out {output.csv} --markdown {output.md} "
+        "> {log} 2>&1"
+
