@@ -31,12 +31,12 @@ def test_lint_is_clean():
 
 
 def test_paper_config_dry_run_plans_every_iteration(tmp_path):
-    """The README's literal command, dry: 32 iterations x 8 shards, nothing needs SLURM."""
+    """The README's literal command, dry: 64 iterations x 8 shards, nothing needs SLURM."""
     project = make_project(tmp_path)
     proc = run(snakemake("--profile", "slurm", "results/manifold/sinkhorn.csv", "-n"), project)
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert stats["estep"] == "256" and stats["mstep"] == "32"
-    assert stats["evaluate"] == "33" and stats["snapshot_iteration"] == "33"
+    assert stats["estep"] == "512" and stats["mstep"] == "64"
+    assert stats["evaluate"] == "65" and stats["snapshot_iteration"] == "65"
     assert stats["init_prior"] == "1" and stats["corrupt"] == "1"
 
 
