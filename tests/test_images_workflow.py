@@ -49,7 +49,11 @@ CIFAR_CONFIGS = [
 def test_digits_run_gives_fid_csv_figures_and_snapshots(tmp_path):
     project = make_project(tmp_path)
     (project / "tiny.yaml").write_text(TINY_DIGITS)
-    targets = ["results/digits_mask/fid.csv", "results/digits_mask/figures/posterior_examples.png"]
+    targets = [
+        "results/digits_mask/fid.csv",
+        "results/digits_mask/figures/posterior_examples.png",
+        "results/digits_mask/diagnostics.csv",
+    ]
     run(snakemake(*targets, *DEMO, "tiny.yaml", "--cores", "2"), project)
     res = project / "results" / "digits_mask"
     rows = list(csv.DictReader(open(res / "fid.csv")))
@@ -65,6 +69,17 @@ def test_digits_run_gives_fid_csv_figures_and_snapshots(tmp_path):
         ]
         assert (res / f"iter_{k}.dvc").exists()
     assert "up to date" in run([str(BIN / "dvc"), "status"], project).stdout
+    _check_diagnostics(res, "fd_pixels")
+
+
+def _check_diagnostics(res, metric):
+    """The label-free diagnostics of a 2-lap image run, beside the clean metric."""
+    rows = list(csv.DictReader(open(res / "diagnostics.csv")))
+    assert [r["iteration"] for r in rows] == ["0", "1", "2"] and metric in rows[0]
+    assert all(float(r["predictive"]) > 0 for r in rows)
+    assert all(math.isfinite(float(r["residual"])) and float(r["residual"]) > 0 for r in rows[1:])
+    assert math.isfinite(float(rows[2]["change"])) and rows[1]["change"] == "nan"
+    assert (res / "figures" / "diagnostics.png").stat().st_size > 10_000
 
 
 def test_cifar_paper_configs_plan_32_iterations_with_sharded_sampling(tmp_path):
@@ -102,7 +117,8 @@ def test_mri_headline_command_plans_16_iterations_on_gpus(tmp_path):
 def test_mri_demo_on_phantoms_gives_fid_csv(tmp_path):
     project = make_project(tmp_path)
     (project / "tiny.yaml").write_text(TINY_MRI)
-    run(snakemake("results/mri/fid.csv", *DEMO, "tiny.yaml", "--cores", "2"), project)
+    targets = ["results/mri/fid.csv", "results/mri/diagnostics.csv"]
+    run(snakemake(*targets, *DEMO, "tiny.yaml", "--cores", "2"), project)
     res = project / "results" / "mri"
     assert len(list((res / "phantoms").glob("*.h5"))) == 10
     rows = list(csv.DictReader(open(res / "fid.csv")))
@@ -120,3 +136,4 @@ def test_mri_demo_on_phantoms_gives_fid_csv(tmp_path):
     with h5py.File(samples) as f:  # two posterior samples per observation
         index = f["index"][()]
     assert (index[0::2] == index[1::2]).all()
+    _check_diagnostics(res, "fd_pixels")

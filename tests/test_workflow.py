@@ -8,6 +8,7 @@ DVC repos), the way a user's clone does.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import sys
 
@@ -58,10 +59,28 @@ def test_demo_run_produces_every_target(finished):
     assert (res / "figures" / "sinkhorn.png").stat().st_size > 10_000
     assert (res / "figures" / "marginals.png").stat().st_size > 10_000
     assert not (res / ".resume" / "iter_2.pt").exists()  # deleted on success
+    claims = (finished / "results" / "claims.md").read_text()
+    assert "EM laps improve monotonically" in claims and "results/manifold/sinkhorn.csv" in claims
     status = run([str(BIN / "dvc"), "status"], finished)
     assert "up to date" in status.stdout, status.stdout
     # nothing left to do
     assert "Nothing to be done" in run(snakemake(*DEMO, "-n"), finished).stdout
+
+
+def test_demo_run_writes_label_free_diagnostics(finished):
+    """diagnostics.csv: one row per lap beside the clean metric; no truth among its inputs."""
+    res = finished / "results" / "manifold"
+    rows = list(csv.DictReader((res / "diagnostics.csv").open()))
+    assert [r["iteration"] for r in rows] == ["0", "1", "2"]
+    assert float(rows[0]["predictive"]) > 0 and rows[0]["residual"] == "nan"
+    assert 0.3 < float(rows[1]["residual"]) < 3  # posterior samples fit y to the noise level
+    assert float(rows[2]["change"]) > 0 and rows[1]["change"] == "nan"
+    clean = list(csv.DictReader((res / "sinkhorn.csv").open()))
+    assert [float(r["sinkhorn"]) for r in rows] == [float(r["sinkhorn"]) for r in clean]
+    for k in (0, 1, 2):
+        inputs = json.loads((res / f"diagnostics/iter_{k}.json").read_text())["provenance"]
+        assert not any("truth" in p for p in inputs["inputs"]), inputs
+    assert (res / "figures" / "diagnostics.png").stat().st_size > 10_000
 
 
 def _planned(project, *extra):

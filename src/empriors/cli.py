@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -795,6 +796,77 @@ def cmd_compare(args):
     _write_csv(args.out, rows)
 
 
+def _estep_rows(paths) -> tuple[torch.Tensor, torch.Tensor]:
+    """The E-step samples x (n, d) of all shards and their observation indices (n,)."""
+    arrays = [read_h5(p, ["x", "index"])[0] for p in paths]
+    return torch.cat([a["x"] for a in arrays]), torch.cat([a["index"] for a in arrays]).long()
+
+
+def cmd_diagnose(args):
+    """Label-free diagnostics of lap k (empriors.metrics.diagnostics): the posterior-predictive
+    distance of q_k's evaluation samples, the E-step residual and the change of the E-step
+    samples from lap k - 1. Reads no clean data."""
+    from empriors.metrics import diagnostics
+
+    started, s = now(), _settings(args)
+    y, op, _, _ = _load_observations(args.observations)
+    sigma_y = s.section("observation")["sigma_y"]
+    x = torch.cat([read_h5(p, ["x"])[0]["x"] for p in args.samples])
+    n = min(x.shape[0], y.shape[0])
+    g = generator(derive_seed(args.seed, _seed_name(args), "diagnose", args.iteration))
+    first = torch.arange(n)
+    result = {
+        "iteration": args.iteration,
+        "predictive": diagnostics.predictive_distance(y[first], op[first], x[:n], sigma_y, g),
+        "residual": float("nan"),
+        "change": float("nan"),
+    }
+    if args.estep:
+        xe, index = _estep_rows(args.estep)
+        result["residual"] = diagnostics.residual_ratio(y[index], op[index], xe, sigma_y)
+        if args.previous:
+            xp, previous = _estep_rows(args.previous)
+            if not torch.equal(index, previous):
+                raise ArtifactError("E-step samples of consecutive laps index other observations")
+            result["change"] = diagnostics.sample_change(xe, xp)
+    log.info("iteration %d: %s", args.iteration, result)
+    inputs = [args.observations, *args.samples, *(args.estep or []), *(args.previous or [])]
+    prov = provenance("diagnose", s.raw, inputs, args.seed, started)
+    _write_json(args.out, {**result, "provenance": prov})
+
+
+def cmd_diagnostics_aggregate(args):
+    """diagnostics.csv (one row per lap: the label-free diagnostics beside the clean metric),
+    their Spearman rank correlations with the clean metric over the laps, and the figure."""
+    from empriors.metrics.diagnostics import spearman
+
+    laps = sorted(
+        (json.loads(Path(p).read_text()) for p in args.diagnostics), key=lambda r: r["iteration"]
+    )
+    with open(args.metric, newline="") as f:
+        metric_rows = {r["iteration"]: r for r in csv.DictReader(f)}
+    column = next(
+        c for c in ("sinkhorn", "fid", "fd_pixels") if c in next(iter(metric_rows.values()))
+    )
+    rows = [
+        {
+            "iteration": r["iteration"],
+            "predictive": r["predictive"],
+            "residual": r["residual"],
+            "change": r["change"],
+            column: float(metric_rows[str(r["iteration"])][column]),
+        }
+        for r in laps
+    ]
+    names = ("predictive", "residual", "change")
+    correlation = {d: spearman([r[d] for r in rows], [r[column] for r in rows]) for d in names}
+    log.info("Spearman rank correlation with %s over laps: %s", column, correlation)
+    _plots().diagnostics(rows, column, correlation, Path(args.figure))
+    spearman_json = {d: (None if math.isnan(v) else v) for d, v in correlation.items()}
+    _write_json(args.correlation, {"metric": column, "spearman": spearman_json, "laps": len(rows)})
+    _write_csv(args.out, rows)
+
+
 def cmd_claims(args):
     """results/claims.{csv,md} (and results/compare/claims.*): the papers' qualitative claims
     checked on this run's tables (empriors.studies.claims)."""
@@ -941,6 +1013,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--observations", help="observations.h5 (a DiffEM conditional model)")
     sp.add_argument("--iteration", type=_iteration, required=True)
+
+    sp = stage("diagnose", cmd_diagnose, "label-free diagnostics of one lap (no clean data)")
+    for a in ("--observations", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--samples", nargs="+", required=True, help="the lap's evaluation samples")
+    sp.add_argument("--estep", nargs="*", help="the lap's E-step shards (none for q0)")
+    sp.add_argument("--previous", nargs="*", help="the previous lap's E-step shards")
+    sp.add_argument("--iteration", type=int, required=True)
+    sp = sub.add_parser("diagnostics", help="diagnostics.csv, correlations and the figure")
+    sp.add_argument("--diagnostics", nargs="+", required=True)
+    for a in ("--metric", "--out", "--correlation", "--figure"):
+        sp.add_argument(a, required=True)
+    sp.set_defaults(fn=cmd_diagnostics_aggregate, threads=None)
 
     sp = stage("sample-prior", cmd_sample_prior, "images: one shard of evaluation samples")
     for a in ("--prior", "--out"):

@@ -317,3 +317,26 @@ def method_comparison(rows: list[dict], name: str, path: Path) -> None:
     cost.set_title("compute (E-step shards + M-step jobs)", fontsize=9)
     cost.grid(alpha=0.3)
     _save(fig, path)
+
+
+def diagnostics(rows: list[dict], metric: str, correlation: dict, path: Path) -> None:
+    """The label-free diagnostics per lap (posterior-predictive SW2, E-step residual over
+    sigma_y^2, sample change between laps) beside the clean metric, with their Spearman rank
+    correlations with it in the titles."""
+    names = {
+        "predictive": "predictive SW2 in y space",
+        "residual": "E-step residual / sigma_y^2",
+        "change": "E-step sample change",
+    }
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    laps = [r["iteration"] for r in rows]
+    axes[0].plot(laps, [r[metric] for r in rows], "o-", ms=3, color="k")
+    axes[0].set_title(f"clean metric: {metric}", fontsize=9)
+    for ax, (key, title) in zip(axes[1:], names.items(), strict=True):
+        ax.plot(laps, [r[key] for r in rows], "o-", ms=3)
+        ax.set_title(f"{title} (Spearman {correlation[key]:+.2f})", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("lap")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -180,6 +180,18 @@ def iteration_files(wildcards):
     return files + (shard_files(wildcards) if int(wildcards.k) > 0 else [])
 
 
+def previous_shard_files(wildcards):
+    return [f"results/{wildcards.exp}/iter_{int(wildcards.k) - 1}/samples_{s}.h5"
+            for s in range(shards(wildcards.exp))]
+
+
+def diagnose_samples(wildcards):
+    """Lap k's evaluation samples (prior samples; DiffEM: reconstructions)."""
+    if is_image(wildcards.exp):
+        return eval_shard_files(wildcards)
+    return f"results/{wildcards.exp}/eval/iter_{wildcards.k}_samples.h5"
+
+
 def has_final(exp):
     """DiffEM: a final unconditional prior (iter_final/) after the last lap."""
     return experiment(exp)["method"] == "diffem"
@@ -294,4 +306,5 @@ def all_targets():
         else:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
                         f"results/{name}/figures/marginals.png"]
+        targets += [f"results/{name}/diagnostics.csv"]
     return targets
