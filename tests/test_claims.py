@@ -69,3 +69,13 @@ def test_method_claims_use_diffems_final_prior_and_the_last_laps():
     assert diffem["verdict"] == "fails" and diffem["measured"] == "diffem 1.2 vs em_mmps 1 (+20%)"
     assert flowdiff["verdict"] == "holds"
     assert "| claim | source |" in claims.markdown([diffem, flowdiff])
+
+
+def test_stop_decision_needs_window_small_relative_changes():
+    from empriors.metrics.diagnostics import stop_decision
+
+    assert stop_decision([1.0, 0.5], 0.1, 2)[0] is False  # too few laps
+    assert stop_decision([1.0, 0.5, 0.49, 0.485], 0.1, 2)[0] is True
+    stop, reason = stop_decision([1.0, 0.5, 0.49, 0.3], 0.1, 2)
+    assert stop is False and "not all below" in reason
+    assert stop_decision([float("nan"), 1.0, 1.0], 0.1, 2)[0] is False

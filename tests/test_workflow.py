@@ -182,3 +182,32 @@ def test_posterior_benchmark_target(tmp_path):
     assert (
         "| sr4 | mmps | 1 | 5 |" in (project / "results/posterior_benchmark/table.md").read_text()
     )
+
+
+STOP_RULE = """
+experiments:
+  manifold:
+    em: {iterations: 4, stop_when: {diagnostic: residual, rel_change: 1.0, window: 1}}
+"""
+
+
+def test_stop_rule_ends_em_early_and_names_the_final_lap(tmp_path):
+    """em.stop_when on a 4-lap run: lap 1 cannot stop (lap 0 has no E-step residual), lap 2's
+    residual changed by < 100%: EM stops there, laps 3 and 4 never run, final.json names lap 2
+    and every aggregation covers laps 0..2. Without the rule the same config plans laps 3-4."""
+    project = make_project(tmp_path)
+    (project / "stop.yaml").write_text(STOP_RULE)
+    run(snakemake(*DEMO, "stop.yaml", "--cores", "2"), project)
+    res = project / "results" / "manifold"
+    assert not (res / "iter_3").exists() and not (res / "iter_4").exists()
+    final = json.loads((res / "final.json").read_text())
+    assert final["iteration"] == 2 and final["prior"] == "results/manifold/iter_2/prior.pt"
+    decisions = {k: json.loads((res / f"stop/iter_{k}.json").read_text())["stop"] for k in (1, 2)}
+    assert decisions == {1: False, 2: True}
+    for table in ("sinkhorn.csv", "diagnostics.csv"):
+        assert [r["iteration"] for r in csv.DictReader((res / table).open())] == ["0", "1", "2"]
+    assert "Nothing to be done" in run(snakemake(*DEMO, "stop.yaml", "-n"), project).stdout
+    (project / "nostop.yaml").write_text("experiments:\n  manifold:\n    em: {iterations: 4}\n")
+    planned = run(snakemake(*DEMO, "nostop.yaml", "-n"), project).stdout
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", planned, re.M))
+    assert stats["mstep"] == "2" and stats["estep"] == "4"  # laps 3 and 4, 2 shards each

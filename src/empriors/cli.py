@@ -867,6 +867,28 @@ def cmd_diagnostics_aggregate(args):
     _write_csv(args.out, rows)
 
 
+def cmd_stop_check(args):
+    """em.stop_when after lap k: whether EM stops here (the Snakemake checkpoint stop_check
+    reads the answer), from the diagnostics of laps 0..k."""
+    from empriors.metrics.diagnostics import stop_decision
+
+    rule = parse_json_config(args.rule)
+    laps = sorted(
+        (json.loads(Path(p).read_text()) for p in args.diagnostics), key=lambda r: r["iteration"]
+    )
+    values = [float(r[rule["diagnostic"]]) for r in laps]
+    stop, reason = stop_decision(values, rule["rel_change"], rule["window"])
+    k = laps[-1]["iteration"]
+    log.info("lap %d: %s %s (%s)", k, "stop" if stop else "continue", rule["diagnostic"], reason)
+    _write_json(args.out, {"iteration": k, "stop": stop, "reason": reason, "rule": rule})
+
+
+def cmd_final(args):
+    """final.json: which prior is the experiment's final one (the last lap, the lap
+    em.stop_when chose, or DiffEM's iter_final)."""
+    _write_json(args.out, {"prior": args.prior, "iteration": args.iteration, "reason": args.reason})
+
+
 def cmd_claims(args):
     """results/claims.{csv,md} (and results/compare/claims.*): the papers' qualitative claims
     checked on this run's tables (empriors.studies.claims)."""
@@ -1095,6 +1117,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--claims", help="also check DiffEM's and FlowDiff's claims (markdown)")
     sp.set_defaults(fn=cmd_compare, threads=None)
+    sp = sub.add_parser("stop-check", help="em.stop_when: does EM stop after this lap?")
+    sp.add_argument("--rule", required=True, help="em.stop_when as JSON")
+    sp.add_argument("--diagnostics", nargs="+", required=True, help="laps 0..k")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_stop_check, threads=None)
+    sp = sub.add_parser("final", help="final.json: the experiment's final prior")
+    for a in ("--prior", "--reason", "--out"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--iteration", type=_iteration, required=True)
+    sp.set_defaults(fn=cmd_final, threads=None)
     sp = sub.add_parser("claims", help="the papers' qualitative claims on this run's tables")
     sp.add_argument("--manifold", nargs="*", help="sinkhorn.csv of manifold EM runs")
     sp.add_argument("--heuristics", help="the covariance study's summary.csv")

@@ -31,7 +31,12 @@ from empriors.train import Augment, TrainSettings
 
 # Keys that shape only the DAG, never an artifact: the workflow leaves them out of stage
 # configs (workflow/rules/common.smk), so extending a run reruns nothing that is finished.
-WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"), ("mstep", "gpus"))
+WORKFLOW_ONLY = (
+    ("em", "iterations"),
+    ("em", "stop_when"),
+    ("evaluate", "figure_iterations"),
+    ("mstep", "gpus"),
+)
 
 
 def validate_sections(cfg: dict) -> None:

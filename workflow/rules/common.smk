@@ -17,7 +17,12 @@ GPU_SLOTS = GPUS * SHARDS_PER_GPU
 THREADS = config.get("threads", 1)
 # Keys that only shape the DAG; left out of the stage config so that extending a run
 # (more iterations, other figure iterations) does not rerun finished stages.
-WORKFLOW_ONLY = (("em", "iterations"), ("evaluate", "figure_iterations"), ("mstep", "gpus"))
+WORKFLOW_ONLY = (
+    ("em", "iterations"),
+    ("em", "stop_when"),
+    ("evaluate", "figure_iterations"),
+    ("mstep", "gpus"),
+)
 # How the networks run (global keys, src/empriors/compute.py): passed to the stages that run
 # a network (those given the "network" section), so a change reruns exactly those. The
 # defaults (auto, no compile) add nothing: runs made before these keys existed stay current.
@@ -74,7 +79,36 @@ def corrupt_inputs(wildcards):
 
 
 def iterations(exp):
-    return experiment(exp)["em"]["iterations"]
+    """The experiment's last lap: em.iterations, or with em.stop_when the first lap whose
+    stop check (checkpoint stop_check, diagnostics.smk) says stop. Call it from input
+    functions only: with a stop rule the DAG grows lap by lap as the checks finish."""
+    em = experiment(exp)["em"]
+    stop_when, last = em.get("stop_when"), em["iterations"]
+    if not stop_when:
+        return last
+    for k in range(stop_when["window"], last):
+        with open(checkpoints.stop_check.get(exp=exp, k=str(k)).output[0]) as f:
+            if json.load(f)["stop"]:
+                return k
+    return last
+
+
+def final_prior(wildcards):
+    exp = wildcards.exp
+    k = "final" if has_final(exp) else iterations(exp)
+    return f"results/{exp}/iter_{k}/prior.pt"
+
+
+def final_reason(wildcards):
+    em = experiment(wildcards.exp)["em"]
+    if has_final(wildcards.exp):
+        return "DiffEM's final unconditional prior"
+    if not em.get("stop_when"):
+        return f"the last of em.iterations = {em['iterations']} laps"
+    k = iterations(wildcards.exp)
+    if k < em["iterations"]:
+        return f"em.stop_when stopped after lap {k} (results/{wildcards.exp}/stop/iter_{k}.json)"
+    return f"em.stop_when never stopped: the last of {em['iterations']} laps"
 
 
 def shards(exp):
@@ -306,5 +340,5 @@ def all_targets():
         else:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
                         f"results/{name}/figures/marginals.png"]
-        targets += [f"results/{name}/diagnostics.csv"]
+        targets += [f"results/{name}/diagnostics.csv", f"results/{name}/final.json"]
     return targets

@@ -44,3 +44,40 @@ rule diagnostics:
         "python -m empriors diagnostics --diagnostics {input.laps} --metric {input.metric} "
         "--out {output.csv} --correlation {output.correlation} --figure {output.figure} "
         "2> {log}"
+
+
+# em.stop_when: after each lap k >= window, decide whether EM stops there; iterations(exp)
+# (common.smk) walks these checkpoints, so the DAG never asks for a lap after the stop.
+checkpoint stop_check:
+    input:
+        lambda wc: [f"results/{wc.exp}/diagnostics/iter_{j}.json" for j in range(int(wc.k) + 1)],
+    output:
+        "results/{exp}/stop/iter_{k}.json",
+    wildcard_constraints:
+        k=r"[0-9]+",
+    params:
+        rule=lambda wc: shlex.quote(json.dumps(experiment(wc.exp)["em"]["stop_when"])),
+    log:
+        "results/{exp}/logs/stop_check_{k}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors stop-check --rule {params.rule} --diagnostics {input} "
+        "--out {output} 2> {log}"
+
+
+rule final:
+    input:
+        final_prior,
+    output:
+        "results/{exp}/final.json",
+    params:
+        iteration=lambda wc: "final" if has_final(wc.exp) else iterations(wc.exp),
+        reason=lambda wc: shlex.quote(final_reason(wc)),
+    log:
+        "results/{exp}/logs/final.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors final --prior {input} --iteration {params.iteration} "
+        "--reason {params.reason} --out {output} 2> {log}"

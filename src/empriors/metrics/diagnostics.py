@@ -68,3 +68,19 @@ def spearman(a: list[float], b: list[float]) -> float:
     if len(pairs) < 3:
         return float("nan")
     return float(spearmanr(*zip(*pairs, strict=True)).statistic)
+
+
+def stop_decision(values: list[float], rel_change: float, window: int) -> tuple[bool, str]:
+    """The early-stopping rule em.stop_when on a diagnostic's values at laps 0..k: stop at k
+    when each of the last ``window`` relative changes |v_j - v_{j-1}| / |v_{j-1}| is below
+    ``rel_change`` (undefined values, such as lap 0's residual, never stop)."""
+    if len(values) <= window:
+        return False, f"{len(values)} lap(s): fewer than window + 1 = {window + 1}"
+    recent = values[-window - 1 :]
+    if not all(math.isfinite(v) and v != 0 for v in recent):
+        return False, f"undefined or zero values among the last {window + 1}: {recent}"
+    changes = [abs(b - a) / abs(a) for a, b in zip(recent, recent[1:], strict=False)]
+    text = ", ".join(f"{c:.3g}" for c in changes)
+    if all(c < rel_change for c in changes):
+        return True, f"relative changes {text} all below {rel_change}"
+    return False, f"relative changes {text}: not all below {rel_change}"
