@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup profiles demo compare test lint dryrun-paper clean-results readme-figures
+.PHONY: setup profiles demo compare report test lint dryrun-paper clean-results readme-figures
 
 setup: $(VENV)/.installed profiles
 
@@ -39,6 +39,11 @@ demo: setup
 compare: setup
 	snakemake results/compare/manifold.csv results/compare/digits.csv results/compare/mri.csv \
 		--profile local --configfile config/demo.yaml
+
+# One HTML report of a finished demo: every figure with its caption, the tables, the claims,
+# each experiment's lineage (run `make demo` first)
+report: setup
+	snakemake --profile local --configfile config/demo.yaml --report results/report.html
 
 # The figures the README shows, copied from a finished `make demo` + `make compare` into the
 # tracked docs/figures/ (results/ is DVC's, not git's): RESULT/figures/NAME.png ->

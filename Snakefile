@@ -52,6 +52,9 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/unknown.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
 rule all:
     input:
         lambda wc: all_targets(),  # a function: with em.stop_when the last lap is found late

@@ -30,6 +30,7 @@ SLOW_FILES = (
     "test_workflow.py",
     "test_distributed.py",
     "test_mri_full_size.py",
+    "test_report.py",
 )
 
 

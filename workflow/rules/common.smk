@@ -340,5 +340,6 @@ def all_targets():
         else:
             targets += [f"results/{name}/sinkhorn.csv", f"results/{name}/figures/sinkhorn.png",
                         f"results/{name}/figures/marginals.png"]
-        targets += [f"results/{name}/diagnostics.csv", f"results/{name}/final.json"]
+        targets += [f"results/{name}/diagnostics.csv", f"results/{name}/final.json",
+                    f"results/{name}/lineage.txt"]
     return targets

@@ -7,7 +7,7 @@ rule compare:
         metrics=lambda wc: [metric_csv(e) for e in compared(wc.name)],
     output:
         csv="results/compare/{name}.csv",
-        figure="results/compare/figures/{name}.png",
+        figure=report("results/compare/figures/{name}.png", caption="../report/compare.rst", category="comparisons", subcategory="{name}"),
         claims="results/compare/{name}_claims.md",
     params:
         experiments=lambda wc: " ".join(compared(wc.name)),
@@ -29,7 +29,7 @@ rule claims:
         unpack(claims_inputs),
     output:
         csv="results/claims.csv",
-        md="results/claims.md",
+        md=report("results/claims.md", caption="../report/claims.rst", category="claims"),
     params:
         args=lambda wc, input: claims_args(input),
     log:

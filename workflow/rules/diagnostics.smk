@@ -33,9 +33,9 @@ rule diagnostics:
                          for k in range(iterations(wc.exp) + 1)],
         metric=lambda wc: metric_csv(wc.exp),
     output:
-        csv="results/{exp}/diagnostics.csv",
+        csv=report("results/{exp}/diagnostics.csv", caption="../report/diagnostics_table.rst", category="{exp}", subcategory="tables"),
         correlation="results/{exp}/diagnostics_correlation.json",
-        figure="results/{exp}/figures/diagnostics.png",
+        figure=report("results/{exp}/figures/diagnostics.png", caption="../report/diagnostics.rst", category="{exp}", subcategory="figures"),
     log:
         "results/{exp}/logs/diagnostics.log",
     conda:
@@ -81,3 +81,17 @@ rule final:
     shell:
         "python -m empriors final --prior {input} --iteration {params.iteration} "
         "--reason {params.reason} --out {output} 2> {log}"
+
+
+rule lineage:
+    input:
+        final_prior,
+    output:
+        report("results/{exp}/lineage.txt", caption="../report/lineage.rst", category="{exp}",
+               subcategory="lineage"),
+    log:
+        "results/{exp}/logs/lineage.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors lineage {input} > {output} 2> {log}"

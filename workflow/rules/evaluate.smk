@@ -54,9 +54,9 @@ rule aggregate_sinkhorn:
         truth="results/{exp}/truth.h5",
         snapshots=lambda wc: snapshots(wc.exp),
     output:
-        csv="results/{exp}/sinkhorn.csv",
-        curve="results/{exp}/figures/sinkhorn.png",
-        marginals="results/{exp}/figures/marginals.png",
+        csv=report("results/{exp}/sinkhorn.csv", caption="../report/metric_table.rst", category="{exp}", subcategory="tables"),
+        curve=report("results/{exp}/figures/sinkhorn.png", caption="../report/sinkhorn.rst", category="{exp}", subcategory="figures"),
+        marginals=report("results/{exp}/figures/marginals.png", caption="../report/marginals.rst", category="{exp}", subcategory="figures"),
     wildcard_constraints:
         exp=experiments_pattern(images=False),
     log:
@@ -127,7 +127,7 @@ rule posterior_examples:
         obs="results/{exp}/observations.h5",
         truth="results/{exp}/truth.h5",
     output:
-        "results/{exp}/figures/posterior_examples.png",
+        report("results/{exp}/figures/posterior_examples.png", caption="../report/posterior_examples.rst", category="{exp}", subcategory="figures"),
     wildcard_constraints:
         exp=experiments_pattern(images=True),
     params:
@@ -152,7 +152,7 @@ rule reconstruct:
     output:
         json="results/{exp}/eval/iter_{k}/reconstructions.json",
         samples="results/{exp}/eval/iter_{k}/reconstructions.h5",
-        figure="results/{exp}/figures/reconstructions_iter_{k}.png",
+        figure=report("results/{exp}/figures/reconstructions_iter_{k}.png", caption="../report/reconstructions.rst", category="{exp}", subcategory="reconstructions"),
     wildcard_constraints:
         k=r"[0-9]+",
         exp=experiments_pattern(images=True),
@@ -180,9 +180,9 @@ rule aggregate_images:
         truth="results/{exp}/truth.h5",
         snapshots=lambda wc: snapshots(wc.exp),
     output:
-        csv="results/{exp}/fid.csv",
-        curve="results/{exp}/figures/metric_curve.png",
-        grids="results/{exp}/figures/samples.png",
+        csv=report("results/{exp}/fid.csv", caption="../report/metric_table.rst", category="{exp}", subcategory="tables"),
+        curve=report("results/{exp}/figures/metric_curve.png", caption="../report/metric_curve.rst", category="{exp}", subcategory="figures"),
+        grids=report("results/{exp}/figures/samples.png", caption="../report/samples.rst", category="{exp}", subcategory="figures"),
     wildcard_constraints:
         exp=experiments_pattern(images=True),
     log:

@@ -30,7 +30,7 @@ rule heuristics_aggregate:
     output:
         csv="results/{study}/divergence.csv",
         summary="results/{study}/summary.csv",
-        figure="results/{study}/figures/divergence.png",
+        figure=report("results/{study}/figures/divergence.png", caption="../report/heuristics.rst", category="studies", subcategory="{study}"),
     wildcard_constraints:
         study="heuristics|heuristics_paper",
     log:
@@ -65,7 +65,7 @@ rule posterior_benchmark_table:
                     for t in study("posterior_benchmark")["tasks"]],
     output:
         csv="results/posterior_benchmark/table.csv",
-        md="results/posterior_benchmark/table.md",
+        md=report("results/posterior_benchmark/table.md", caption="../report/benchmark.rst", category="studies", subcategory="posterior_benchmark"),
     log:
         "results/posterior_benchmark/logs/table.log",
     conda:
