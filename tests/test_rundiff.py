@@ -68,3 +68,20 @@ def test_a_changed_tensor_in_a_checkpoint_and_a_missing_folder(tmp_path):
         text=True,
     )
     assert proc.returncode == 1 and "nope does not exist" in proc.stderr
+
+
+def test_lineage_listings_compare_without_hosts_times_hashes_and_attempts(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    line = "results/m/iter_1/prior.pt  [mstep] seed=7 code=0.1 host={h} {t0} -> {t1}\n"
+    a.write_text(
+        line.format(h="vm", t0="2026-12-04T22:39:24+00:00", t1="2026-12-04T22:39:30+00:00")
+        + "  input results/m/iter_0/prior.pt sha256=3580c7840cb378f1 (ok)\n"
+    )
+    b.write_text(
+        line.format(h="node7", t0="2026-12-05T01:00:00+00:00", t1="2026-12-05T01:00:09+00:00")
+        + "  attempts: 2 (killed at step 40)\n"
+        + "  input results/m/iter_0/prior.pt sha256=aaaaaaaaaaaaaaaa (ok)\n"
+    )
+    assert run_differences(a, b) == []
+    b.write_text(b.read_text().replace("seed=7", "seed=8"))
+    assert run_differences(a, b)  # the seed is content

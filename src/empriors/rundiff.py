@@ -11,7 +11,8 @@ result is, and ignores only what records how a run went:
 - the timing columns of CSV and JSON results (:data:`TIMING_FIELDS`);
 - DVC records' hashes and sizes (``md5``, ``size``): they hash bytes, times included; paths
   and file counts must agree, and ``dvc status`` checks each hash against its workspace;
-- ``logs/`` folders.
+- ``logs/`` folders, and in a lineage listing (``.txt``) its hosts, times, input hashes and
+  attempts (the same history as the provenance records it prints).
 
 Everything else must be equal: HDF5 datasets byte for byte (dtype and shape included) and
 their attributes, checkpoint tensors with ``torch.equal``, JSON values, CSV cells, figures and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,12 +110,22 @@ def _dvc_content(path: Path) -> dict:
     return record
 
 
+# lineage.txt (python -m empriors lineage): the same run history as the provenance records
+LINEAGE_VOLATILE = re.compile(r"host=\S+ \S+ -> \S+|sha256=[0-9a-f]+|^[ \t]*attempts: .*\n?", re.M)
+
+
+def _lineage_content(path: Path) -> str:
+    """A lineage listing without hosts, times, input hashes and attempts."""
+    return LINEAGE_VOLATILE.sub("", path.read_text())
+
+
 READERS = {
     ".h5": _h5_content,
     ".pt": lambda p: torch.load(p, map_location="cpu", weights_only=True),
     ".json": lambda p: json.loads(p.read_text()),
     ".csv": _csv_content,
     ".dvc": _dvc_content,
+    ".txt": _lineage_content,
 }
 
 
