@@ -84,10 +84,11 @@ def test_slurm_warning_signal_stops_and_resumes_the_estep_and_the_mstep(cluster,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    # the stage to signal and the resume file that shows it is past its first batch or save
+    # the job to signal (its sbatch comment: rule and wildcards; E-step shard 0, not whichever
+    # shard squeue lists first) and the resume file that shows it is past its first batch or save
     pending = {
-        "estep": res / ".resume" / "estep_1_0.pt",
-        "mstep": res / ".resume" / "iter_1.pt",
+        "rule_estep_wildcards_manifold_1_0": res / ".resume" / "estep_1_0.pt",
+        "rule_mstep_wildcards_manifold_1": res / ".resume" / "iter_1.pt",
     }
     deadline = time.monotonic() + 900
     try:
@@ -95,11 +96,11 @@ def test_slurm_warning_signal_stops_and_resumes_the_estep_and_the_mstep(cluster,
             assert proc.poll() is None, f"workflow ended before {sorted(pending)} got the signal"
             assert time.monotonic() < deadline, f"timed out waiting for {sorted(pending)}"
             running = _running_jobs()
-            for rule, state in list(pending.items()):
-                job = next((j for j, note in running if note.startswith(f"rule_{rule}")), None)
+            for comment, state in list(pending.items()):
+                job = next((j for j, note in running if note == comment), None)
                 if job and state.exists():
                     subprocess.run(["scancel", "--signal=USR1", job], check=True)
-                    del pending[rule]
+                    del pending[comment]
             time.sleep(0.1)
         out, _ = proc.communicate(timeout=900)
     finally:
