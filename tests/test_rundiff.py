@@ -71,7 +71,8 @@ def test_a_changed_tensor_in_a_checkpoint_and_a_missing_folder(tmp_path):
 
 
 def test_lineage_listings_compare_without_hosts_times_hashes_and_attempts(tmp_path):
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "lineage.txt", tmp_path / "b" / "lineage.txt"
     line = "results/m/iter_1/prior.pt  [mstep] seed=7 code=0.1 host={h} {t0} -> {t1}\n"
     a.write_text(
         line.format(h="vm", t0="2026-12-04T22:39:24+00:00", t1="2026-12-04T22:39:30+00:00")

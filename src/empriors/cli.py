@@ -835,16 +835,23 @@ def cmd_diagnose(args):
     _write_json(args.out, {**result, "provenance": prov})
 
 
+def _read_laps(paths) -> list[dict]:
+    """Per-lap diagnostics JSONs (results/{exp}/diagnostics/iter_k.json), in lap order."""
+    return sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["iteration"])
+
+
+def _read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def cmd_diagnostics_aggregate(args):
     """diagnostics.csv (one row per lap: the label-free diagnostics beside the clean metric),
     their Spearman rank correlations with the clean metric over the laps, and the figure."""
     from empriors.metrics.diagnostics import spearman
 
-    laps = sorted(
-        (json.loads(Path(p).read_text()) for p in args.diagnostics), key=lambda r: r["iteration"]
-    )
-    with open(args.metric, newline="") as f:
-        metric_rows = {r["iteration"]: r for r in csv.DictReader(f)}
+    laps = _read_laps(args.diagnostics)
+    metric_rows = {r["iteration"]: r for r in _read_csv(args.metric)}
     column = next(
         c for c in ("sinkhorn", "fid", "fd_pixels") if c in next(iter(metric_rows.values()))
     )
@@ -873,9 +880,7 @@ def cmd_stop_check(args):
     from empriors.metrics.diagnostics import stop_decision
 
     rule = parse_json_config(args.rule)
-    laps = sorted(
-        (json.loads(Path(p).read_text()) for p in args.diagnostics), key=lambda r: r["iteration"]
-    )
+    laps = _read_laps(args.diagnostics)
     values = [float(r[rule["diagnostic"]]) for r in laps]
     stop, reason = stop_decision(values, rule["rel_change"], rule["window"])
     k = laps[-1]["iteration"]
@@ -890,14 +895,11 @@ def cmd_final(args):
 
 
 def cmd_claims(args):
-    """results/claims.{csv,md} (and results/compare/claims.*): the papers' qualitative claims
-    checked on this run's tables (empriors.studies.claims)."""
+    """results/claims.{csv,md}: the papers' qualitative claims checked on this run's tables
+    (empriors.studies.claims; the comparisons' claims: ``compare --claims``)."""
     from empriors.studies import claims
 
-    def read(path):
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-
+    read = _read_csv
     rows = []
     for path in args.manifold or []:
         rows += claims.manifold_monotone(read(path), path)

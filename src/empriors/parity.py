@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 
 OUR_CHOICE = "our choice"
+# mapping-valued settings compared as one value
+LEAF_MAPPINGS = ("augment",)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -32,10 +34,6 @@ def flatten(section: dict, prefix: str = "") -> dict:
         else:
             out[path] = value
     return out
-
-
-# mapping-valued settings compared as one value
-LEAF_MAPPINGS = ("augment",)
 
 
 def resolve(table: dict, name: str) -> dict:

@@ -11,7 +11,7 @@ result is, and ignores only what records how a run went:
 - the timing columns of CSV and JSON results (:data:`TIMING_FIELDS`);
 - DVC records' hashes and sizes (``md5``, ``size``): they hash bytes, times included; paths
   and file counts must agree, and ``dvc status`` checks each hash against its workspace;
-- ``logs/`` folders, and in a lineage listing (``.txt``) its hosts, times, input hashes and
+- ``logs/`` folders, and in a lineage listing (``lineage.txt``) its hosts, times, input hashes and
   attempts (the same history as the provenance records it prints).
 
 Everything else must be equal: HDF5 datasets byte for byte (dtype and shape included) and
@@ -125,14 +125,14 @@ READERS = {
     ".json": lambda p: json.loads(p.read_text()),
     ".csv": _csv_content,
     ".dvc": _dvc_content,
-    ".txt": _lineage_content,
 }
+NAMED_READERS = {"lineage.txt": _lineage_content}  # by file name: other .txt stay bytes
 
 
 def file_differences(a: Path, b: Path, name: str = "") -> list[str]:
     """How the content of files ``a`` and ``b`` differs (empty: equal)."""
     name = name or str(b)
-    reader = READERS.get(a.suffix)
+    reader = NAMED_READERS.get(a.name) or READERS.get(a.suffix)
     if reader is None:
         return [] if a.read_bytes() == b.read_bytes() else [f"{name}: bytes differ"]
     try:

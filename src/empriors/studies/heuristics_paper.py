@@ -52,6 +52,7 @@ def reference_sinkhorn(u: Tensor, v: Tensor, reg: float, iterations: int, stop: 
     error = (plan.sum(1) - a).abs().sum() + (plan.sum(0) - b).abs().sum()
     return {
         "value": float((plan * cost).sum()),
+        # POT reports niter = numItermax - 1 when it ran out of iterations (measured: 1023)
         "converged": int(log["niter"]) < iterations - 1,
         "marginal_error": float(error),
     }
