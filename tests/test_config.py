@@ -38,7 +38,7 @@ def test_missing_section_is_a_clear_error():
     s = ExperimentSettings("manifold", {"diffusion": PAPER["diffusion"]}, 0, "cpu")
     assert s.schedule.sigma_max == 10.0
     with pytest.raises(ConfigError, match="'mstep'"):
-        _ = s.train
+        _ = s.mstep.train
 
 
 def test_ema_warmup_is_read_and_defaults_to_a_fixed_decay():
@@ -47,6 +47,6 @@ def test_ema_warmup_is_read_and_defaults_to_a_fixed_decay():
     with pytest.raises(ConfigError, match="mstep/ema_warmup"):
         validate_sections({"mstep": {**mstep, "ema_warmup": "yes"}})
     s = ExperimentSettings("manifold", {"mstep": mstep}, 0, "cpu")
-    assert s.train.ema == 0.999 and s.train.ema_warmup is False
+    assert s.mstep.train.ema == 0.999 and s.mstep.train.ema_warmup is False
     s = ExperimentSettings("manifold", {"mstep": {**mstep, "ema_warmup": True}}, 0, "cpu")
-    assert s.train.ema_warmup is True
+    assert s.mstep.train.ema_warmup is True

@@ -26,7 +26,7 @@ SECTIONS = {
 
 
 def _draw(settings):
-    return lambda n, g: settings.random_operator(n, 3, None, g)
+    return lambda n, g: settings.observation.random_operator(n, 3, None, g)
 
 
 def test_mstep_trains_on_fresh_corruptions_not_the_original_observations(g, monkeypatch):
@@ -112,7 +112,7 @@ def test_conditional_sampling_and_evaluation_go_through_the_network():
     y = torch.arange(10.0)[:, None]
     x = posterior_samples(prior, op, y, settings, 0)
     assert torch.allclose(x, y.expand(-1, 3))
-    v = model_samples(prior, 4, settings.estep_sampler, 8, settings, 0, (op[:4], y[:4]))
+    v = model_samples(prior, 4, settings.estep.sampler, 8, settings, 0, (op[:4], y[:4]))
     assert torch.allclose(v, y[:4].expand(-1, 3))
 
 

@@ -24,10 +24,10 @@ import torch
 import yaml
 from workflow_support import BIN, ENV, REPO, make_project, run, snakemake
 
-from empriors.cli import _save_prior
 from empriors.data.io import now, provenance, write_h5
 from empriors.gaussian import LowRankGaussian
 from empriors.methods.prior import Prior
+from empriors.stages.artifacts import save_prior
 
 pytestmark = pytest.mark.workflow
 
@@ -49,7 +49,7 @@ def inputs(tmp_path_factory):
     prov = provenance("test", {}, [], 0, now())
     x = torch.randn(512, 5, generator=torch.Generator().manual_seed(0))
     write_h5(folder / "samples_0.h5", {"x": x, "index": torch.arange(512)}, prov, {})
-    _save_prior(folder / "prior.pt", Prior(LowRankGaussian.standard(5)), {"iteration": 0}, prov)
+    save_prior(folder / "prior.pt", Prior(LowRankGaussian.standard(5)), {"iteration": 0}, prov)
     return folder
 
 

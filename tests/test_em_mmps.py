@@ -94,8 +94,8 @@ def test_every_configured_posterior_sampler_runs_the_e_step(g):
             op,
             y,
             s.schedule,
-            s.estep_sampler,
-            s.estep_posterior,
+            s.estep.sampler,
+            s.estep.posterior,
             32,
             g,
             s.device,
@@ -103,7 +103,7 @@ def test_every_configured_posterior_sampler_runs_the_e_step(g):
         )
         assert x.shape == (64, 3) and torch.isfinite(x).all(), kind
         assert (op(x) - y).abs().mean() < 1.0, kind
-    assert settings.estep_posterior.kind == "mmps"
+    assert settings.estep.posterior.kind == "mmps"
 
     tmpd = {**SECTIONS, "estep": {**SECTIONS["estep"], "posterior": "tmpd"}}
     s = ExperimentSettings("t", tmpd, 0, "cpu")
@@ -112,8 +112,8 @@ def test_every_configured_posterior_sampler_runs_the_e_step(g):
         op,
         y,
         s.schedule,
-        s.estep_sampler,
-        s.estep_posterior,
+        s.estep.sampler,
+        s.estep.posterior,
         32,
         g,
         s.device,
@@ -127,8 +127,8 @@ def test_every_configured_posterior_sampler_runs_the_e_step(g):
         mask,
         y_mask,
         s.schedule,
-        s.estep_sampler,
-        s.estep_posterior,
+        s.estep.sampler,
+        s.estep.posterior,
         32,
         g,
         s.device,

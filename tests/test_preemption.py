@@ -23,6 +23,7 @@ from empriors.methods import em_mmps
 from empriors.methods.prior import Prior
 from empriors.nn import build_backbone
 from empriors.resume import BatchResume
+from empriors.stages import artifacts
 from empriors.train import TrainSettings, train_denoiser
 
 CPU = torch.device("cpu")
@@ -127,7 +128,7 @@ def test_a_twice_resumed_mstep_lists_its_three_attempts(tmp_path, monkeypatch, c
     prov = provenance("test", {}, [], 0, now())
     x = torch.randn(256, 5, generator=torch.Generator().manual_seed(0))
     write_h5(samples, {"x": x, "index": torch.arange(256)}, prov, {})
-    cli._save_prior(prior, Prior(LowRankGaussian.standard(5)), {"iteration": 0}, prov)
+    artifacts.save_prior(prior, Prior(LowRankGaussian.standard(5)), {"iteration": 0}, prov)
     paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"]
     block = {k: dict(paper["manifold"][k]) for k in ("estep", "mstep", "diffusion", "network")}
     block["network"].update(hidden=[32], embedding=16)

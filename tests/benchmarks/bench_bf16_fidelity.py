@@ -115,17 +115,17 @@ def mixture_rows(samples: int, steps: int, components: int, iterations=(1, 3)):
 
 def prior_rows(prior_path: str, n: int, seed: int = 0):
     """fp32 / fp32' / bf16 E-step samples of the digits demo under a trained prior."""
-    from empriors.cli import _load_observations, _load_prior
     from empriors.compute import Compute
     from empriors.config import ExperimentSettings
     from empriors.data.io import read_h5
     from empriors.methods import posterior_samples
     from empriors.metrics.fid import feature_moments, frechet_distance
+    from empriors.stages.artifacts import load_observations, load_prior
 
     demo = yaml.safe_load(open("config/demo.yaml"))["experiments"]["digits_mask"]
     cfg = {k: demo[k] for k in ("estep", "diffusion", "network", "em")}
     folder = prior_path.rsplit("/iter_", 1)[0]
-    y, op, _, _ = _load_observations(f"{folder}/observations.h5")
+    y, op, _, _ = load_observations(f"{folder}/observations.h5")
     truth = read_h5(f"{folder}/truth.h5", ["train"])[0]["train"]
     out = {}
     for label, precision, stream in (
@@ -134,7 +134,7 @@ def prior_rows(prior_path: str, n: int, seed: int = 0):
         ("bf16", "bf16", 0),
     ):
         s = ExperimentSettings("digits_mask", cfg, 0, "cpu", precision)
-        prior = _load_prior(prior_path, s)
+        prior = load_prior(prior_path, s)
         assert s.compute == Compute(torch.device("cpu"), precision)
         out[label] = posterior_samples(prior, op[:n], y[:n], s, seed + stream)
     clean = feature_moments(truth.double())

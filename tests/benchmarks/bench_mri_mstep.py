@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from empriors.cli import _load_prior
 from empriors.config import ExperimentSettings
 from empriors.data.io import read_h5
 from empriors.methods import em_mmps, model_samples
 from empriors.metrics.fid import image_metric
+from empriors.stages.artifacts import load_prior
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path("results/mri")
@@ -69,11 +69,11 @@ def run_variant(name: str) -> tuple[str, list[float]]:
     exp["mstep"] = _merge(exp["mstep"], VARIANTS[name])
     s = ExperimentSettings("mri", exp, 0, "cpu")
     x, val, shape = lap1_data()
-    previous = _load_prior(RESULTS / "iter_0" / "prior.pt", s)
+    previous = load_prior(RESULTS / "iter_0" / "prior.pt", s)
     prior, _ = em_mmps.m_step(x, previous, s, seed=123, resume_path=None, progress=False)
     fds = []
     for seed in (1, 2):
-        v = model_samples(prior, 512, s.eval_sampler, 512, s, seed, None)
+        v = model_samples(prior, 512, s.evaluate.sampler, 512, s, seed, None)
         fds.append(image_metric("fd_pixels", v, val, shape)["fd_pixels"])
     return name, fds
 

@@ -1,5 +1,6 @@
 # Methods side by side: config `compare: {NAME: [experiment, ...]}` lists experiments that
 # differ in `method:`; results/compare/NAME.csv has each one's metric and cost per iteration.
+# Stage modules: empriors.stages.compare (src/empriors/stages/).
 
 
 rule compare:

@@ -1,4 +1,5 @@
 # Data and observations: y = A x + e, seeded from the config.
+# Stage modules: empriors.stages.corrupt (src/empriors/stages/).
 
 
 rule phantoms:

@@ -1,5 +1,6 @@
 # Label-free diagnostics per lap (no clean data): results/{exp}/diagnostics.csv, beside the
 # clean metric in figures/diagnostics.png (src/empriors/metrics/diagnostics.py).
+# Stage modules: empriors.stages.diagnostics, empriors.stages.lineage (src/empriors/stages/).
 
 
 rule diagnose:

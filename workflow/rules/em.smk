@@ -1,5 +1,7 @@
 # EM laps as explicit file targets: iter_0 = Gaussian q0; for k >= 1, S E-step shards
 # read iter_{k-1}/prior.pt and the M-step writes iter_k/prior.pt.
+# Stage modules: empriors.stages.init_prior, empriors.stages.estep, empriors.stages.mstep
+#   (src/empriors/stages/).
 
 
 rule init_prior:

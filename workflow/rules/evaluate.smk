@@ -1,4 +1,6 @@
 # Evaluation: outside iter_k/ so snapshots stay clean; truth.h5 is read only here.
+# Stage modules: empriors.stages.evaluate (manifold), empriors.stages.evaluate_images,
+#   empriors.stages.reconstruct (MRI) (src/empriors/stages/).
 
 
 rule eval_reference:

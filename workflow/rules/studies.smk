@@ -1,6 +1,7 @@
 # Studies with exact answers (no EM): the covariance-heuristic study (paper Fig. 2), in two
 # variants: `heuristics` (ours: weighted clouds, converged debiased divergence) and
 # `heuristics_paper` (the reference code's procedure and metric).
+# Stage modules: empriors.stages.studies (src/empriors/stages/).
 
 
 rule heuristics_part:

@@ -37,7 +37,7 @@ def posterior_samples(
     one fast pass per batch and does not resume)."""
     from empriors.methods import diffem, em_mmps, flowdiff
 
-    batch = settings.estep_batch
+    batch = settings.estep.batch_size
     if batch == "auto":
         batch = estep_batch_from_memory(prior, op, y, settings)
     if prior.flow is not None:
@@ -48,7 +48,7 @@ def posterior_samples(
             op,
             y,
             settings.schedule,
-            settings.estep_sampler,
+            settings.estep.sampler,
             batch,
             generator(seed),
             settings.device,
@@ -60,8 +60,8 @@ def posterior_samples(
         op,
         y,
         settings.schedule,
-        settings.estep_sampler,
-        settings.estep_posterior,
+        settings.estep.sampler,
+        settings.estep.posterior,
         batch,
         generator(seed),
         settings.device,
@@ -80,7 +80,7 @@ def estep_batch_from_memory(
     n = y.shape[0]
     if prior.flow is not None or prior.network is None:  # no network to size: the default
         return min(n, CPU_AUTO_BATCH)
-    one_step = replace(settings.estep_sampler, steps=1)
+    one_step = replace(settings.estep.sampler, steps=1)
 
     def call(b: int) -> None:
         rows = torch.arange(b) % n
@@ -103,7 +103,7 @@ def estep_batch_from_memory(
                 op[rows],
                 y[rows],
                 *args,
-                settings.estep_posterior,
+                settings.estep.posterior,
                 b,
                 generator(0),
                 settings.device,
@@ -183,9 +183,9 @@ def m_step(
     if method == "diffem":
 
         def draw(n, g):
-            return settings.random_operator(n, samples.shape[1], shape, g)
+            return settings.observation.random_operator(n, samples.shape[1], shape, g)
 
-        sigma_y = settings.section("observation")["sigma_y"]
+        sigma_y = settings.observation.sigma_y
         prior, losses = diffem.m_step(samples, previous, draw, sigma_y, settings, seed, resume_path)
         return prior, {"losses": torch.tensor(losses, dtype=torch.float64)}
     if method == "flowdiff":

@@ -148,22 +148,22 @@ def fit_initial_gaussian(
     """q_0 by Monte-Carlo EM from N(0, I): ``init_rounds`` x (exact Gaussian posterior
     sampling with MMPS + PPCA). Returns the fit and per-round summaries."""
     gaussian = LowRankGaussian.standard(dim)
-    posterior = settings.init_posterior
+    posterior = settings.init.posterior
     history = []
-    for r in tqdm(range(settings.init["rounds"]), desc="q0 Monte-Carlo EM", disable=not progress):
+    for r in tqdm(range(settings.init.rounds), desc="q0 Monte-Carlo EM", disable=not progress):
         x = posterior_sample(
             Prior(gaussian),
             op,
             y,
             settings.schedule,
-            settings.init_sampler,
+            settings.init.sampler,
             posterior,
-            settings.init["batch_size"],
+            settings.init.batch_size,
             generator,
             settings.device,
             progress=False,
         )
-        gaussian = fit_ppca(x, settings.init["rank"])
+        gaussian = fit_ppca(x, settings.init.rank)
         history.append(
             {
                 "round": r + 1,
@@ -195,12 +195,12 @@ def m_step(
     condition: Tensor | None = None,
 ) -> tuple[Prior, list[float]]:
     """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}
-    (``final``: DiffEM's final prior, with ``settings.final_train``; ``condition`` (N, m):
+    (``final``: DiffEM's final prior, with ``settings.mstep.final_train``; ``condition`` (N, m):
     DiffEM's conditional denoiser on the pairs (samples_i, condition_i)). theta_{k-1} is
     carried over when it has the same conditioning, else the network starts fresh."""
     features = samples.shape[1]
     extra = 0 if condition is None else condition.shape[1]
-    gaussian = fit_ppca(samples[: settings.ppca_samples], settings.ppca_rank)
+    gaussian = fit_ppca(samples[: settings.mstep.ppca_samples], settings.mstep.ppca_rank)
     torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
     denoiser = build_denoiser(settings, features, extra)
     if previous.network is not None and previous.network.condition_features == extra:
@@ -210,7 +210,7 @@ def m_step(
         denoiser,
         samples.to(settings.device, torch.float32),
         settings.schedule,
-        settings.final_train if final else settings.train,
+        settings.mstep.final_train if final else settings.mstep.train,
         seed,
         resume_path,
         progress,
