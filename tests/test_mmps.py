@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -89,6 +91,33 @@ def test_conjugate_gradient_respects_maxiter(g):
     calls = []
     conjugate_gradient(lambda v: calls.append(1) or 2 * v + 0.1 * v.roll(1, 1), b, 1e-30, 2)
     assert len(calls) == 2
+
+
+def test_cg_monitor_records_the_true_final_residual_and_iterations(g):
+    """CGMonitor: the mean of ||b - M u|| / ||b|| (recomputed here from u) and of the
+    iterations each sample took; nested monitors both record; none is left open."""
+    from empriors.posterior import CGMonitor
+
+    b = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    m = torch.randn(8, 6, 6, generator=g, dtype=torch.float64)
+    spd = m @ m.transpose(1, 2) + 0.5 * torch.eye(6, dtype=torch.float64)
+
+    def matvec(v):
+        return (spd @ v[..., None])[..., 0]
+
+    with CGMonitor() as outer:
+        with CGMonitor() as inner:
+            u = conjugate_gradient(matvec, b, rtol=1e-30, maxiter=2)
+        conjugate_gradient(matvec, b, rtol=1e-12, maxiter=50)
+    true = ((b - matvec(u)).norm(dim=1) / b.norm(dim=1)).mean()
+    s = inner.summary()
+    assert s["cg_solves"] == 8 and s["cg_iterations"] == 2
+    assert abs(s["cg_residual"] - float(true)) < 1e-9 * float(true) and float(true) > 1e-3
+    assert outer.summary()["cg_solves"] == 16
+    assert outer.summary()["cg_residual"] < s["cg_residual"]  # the converged solves pull it down
+    conjugate_gradient(matvec, b, rtol=1e-12, maxiter=50)  # outside: nothing recorded
+    assert outer.summary()["cg_solves"] == 16
+    assert math.isnan(CGMonitor().summary()["cg_residual"])
 
 
 def test_mmps_sampling_draws_the_gaussian_posterior(g):

@@ -321,14 +321,15 @@ def method_comparison(rows: list[dict], name: str, path: Path) -> None:
 
 def diagnostics(rows: list[dict], metric: str, correlation: dict, path: Path) -> None:
     """The label-free diagnostics per lap (posterior-predictive SW2, E-step residual over
-    sigma_y^2, sample change between laps) beside the clean metric, with their Spearman rank
-    correlations with it in the titles."""
+    sigma_y^2, sample change between laps, CG's final relative residual) beside the clean
+    metric, with their Spearman rank correlations with it in the titles."""
     names = {
         "predictive": "predictive SW2 in y space",
         "residual": "E-step residual / sigma_y^2",
         "change": "E-step sample change",
+        "cg_residual": "E-step CG relative residual",
     }
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    fig, axes = plt.subplots(1, 5, figsize=(18.5, 3.2))
     laps = [r["iteration"] for r in rows]
     axes[0].plot(laps, [r[metric] for r in rows], "o-", ms=3, color="k")
     axes[0].set_title(f"clean metric: {metric}", fontsize=9)

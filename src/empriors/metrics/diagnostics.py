@@ -14,6 +14,12 @@ samples, never from clean data (results/{exp}/diagnostics.csv).
 - ``change``: the mean squared change of the E-step samples from the previous lap,
   mean_i ||x_i^(k) - x_i^(k-1)||^2 / d (the same observation, row by row), which falls as EM
   settles.
+- ``cg_residual``: how the E-step's conjugate-gradient solves of MMPS,
+  (Sigma_y + A V A^T) u = y - A x_hat, ended: the mean final relative residual
+  ||b - M u|| / ||b|| over every sampler step and sample (recorded by the E-step stage with
+  :class:`empriors.posterior.CGMonitor`). With the papers' 1-5 iterations it measures how well
+  the prior's covariance V conditions the system; NaN for E-steps without CG (DiffEM's and
+  FlowDiff's later laps).
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ import torch
 from torch import Tensor
 
 from empriors.operators import LinearOperator, observe
+
+# the columns of diagnostics.csv (and em.stop_when's choices), in the figure's order
+DIAGNOSTICS = ("predictive", "residual", "change", "cg_residual")
 
 
 def predictive_distance(

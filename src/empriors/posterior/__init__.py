@@ -16,13 +16,14 @@ from empriors.gaussian import LowRankGaussian
 from empriors.operators import LinearOperator
 from empriors.posterior.diffpir import DiffPIRDenoiser
 from empriors.posterior.dps import DPSDenoiser
-from empriors.posterior.mmps import COVARIANCES, MMPSDenoiser, conjugate_gradient
+from empriors.posterior.mmps import COVARIANCES, CGMonitor, MMPSDenoiser, conjugate_gradient
 from empriors.posterior.tmpd import TMPDDenoiser
 
 POSTERIORS = ("mmps", "pigdm", "tmpd", "diffpir", "dps")
 
 __all__ = [
     "COVARIANCES",
+    "CGMonitor",
     "POSTERIORS",
     "DPSDenoiser",
     "DiffPIRDenoiser",

@@ -20,6 +20,7 @@ Cost per call: one forward plus (k + 1) VJPs for k CG iterations (tweedie), or 1
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,12 +40,55 @@ def _bcast(s: Tensor, like: Tensor) -> Tensor:
     return s.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+@dataclass(eq=False)  # identity, not field equality: open monitors are found by it
+class CGMonitor:
+    """Records how every CG solve run inside ``with CGMonitor() as cg:`` ended (an E-step's
+    label-free diagnostic): per sample, the final relative residual ||b - M u|| / ||b|| and the
+    iterations it took. Sums stay on the solves' device until read (no sync per solve).
+
+    Monitors nest; each open one records. Samples of a compiled E-step's padded last batch
+    are counted too.
+    """
+
+    solves: int = 0  # sample-solves recorded
+    _residual: Tensor | float = 0.0
+    _iterations: Tensor | float = 0.0
+
+    def __enter__(self) -> CGMonitor:
+        _MONITORS.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _MONITORS.remove(self)
+
+    def record(self, relative_residual: Tensor, iterations: Tensor) -> None:
+        """relative_residual, iterations: (B,) of one batched solve."""
+        self.solves += relative_residual.numel()
+        self._residual = self._residual + relative_residual.detach().double().sum()
+        self._iterations = self._iterations + iterations.double().sum()
+
+    def summary(self) -> dict[str, float]:
+        """{cg_residual: the mean final relative residual, cg_iterations: the mean iterations,
+        cg_solves}; NaN means when nothing was solved (no CG in this sampler)."""
+        if not self.solves:
+            return {"cg_residual": float("nan"), "cg_iterations": float("nan"), "cg_solves": 0}
+        return {
+            "cg_residual": float(self._residual) / self.solves,
+            "cg_iterations": float(self._iterations) / self.solves,
+            "cg_solves": self.solves,
+        }
+
+
+_MONITORS: list[CGMonitor] = []
+
+
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, rtol: float = 1e-3, maxiter: int | None = None
 ) -> Tensor:
     """Solve M u = b for a batch of symmetric positive-definite systems, one per sample.
 
-    b: (B, *O). Stops when every sample's residual satisfies ||r|| <= rtol ||b|| or after
+    b: (B, *O). Every open :class:`CGMonitor` records how each sample's solve ended.
+    Stops when every sample's residual satisfies ||r|| <= rtol ||b|| or after
     ``maxiter`` iterations (default: the system size). Samples that converged stop moving,
     as do samples where p^T M p <= 0 (M indefinite, e.g. a network's Jacobian).
     Hand-written because the systems are batched (one per sample) and matrix-free (M is only
@@ -56,7 +100,9 @@ def conjugate_gradient(
     r = b.clone()
     p = r.clone()
     rs = _dot(r, r)
-    threshold = (rtol**2) * _dot(b, b)
+    bb = _dot(b, b)
+    threshold = (rtol**2) * bb
+    iterations = torch.zeros_like(rs)
     for _ in range(maxiter):
         active = rs > threshold
         if not active.any():
@@ -66,6 +112,7 @@ def conjugate_gradient(
         # A learned Jacobian need not be PSD: stop a sample at non-positive curvature (the
         # standard CG safeguard) instead of dividing by it; its x is the last good iterate.
         active = active & (curvature > 0)
+        iterations = iterations + active
         alpha = torch.where(active, rs / torch.where(active, curvature, 1), 0)
         x = x + _bcast(alpha, x) * p
         r = r - _bcast(alpha, r) * mp
@@ -73,6 +120,8 @@ def conjugate_gradient(
         beta = torch.where(active, rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny), 0)
         p = r + _bcast(beta, p) * p
         rs = rs_new
+    for monitor in _MONITORS:
+        monitor.record((rs / bb.clamp_min(torch.finfo(bb.dtype).tiny)).sqrt(), iterations)
     return x
 
 

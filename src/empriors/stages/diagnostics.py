@@ -38,9 +38,11 @@ def cmd_diagnose(args):
         "predictive": diagnostics.predictive_distance(y[first], op[first], x[:n], sigma_y, g),
         "residual": float("nan"),
         "change": float("nan"),
+        "cg_residual": float("nan"),
     }
     if args.estep:
         xe, index = estep_rows(args.estep)
+        result["cg_residual"] = _cg_residual(args.estep)
         result["residual"] = diagnostics.residual_ratio(y[index], op[index], xe, sigma_y)
         if args.previous:
             xp, previous = estep_rows(args.previous)
@@ -53,6 +55,19 @@ def cmd_diagnose(args):
     write_json(args.out, {**result, "provenance": prov})
 
 
+def _cg_residual(paths) -> float:
+    """The E-step shards' mean final CG relative residual ||b - M u|| / ||b||, weighted by
+    their solves (stage estep records it); NaN where no shard solved with CG (DiffEM's and
+    FlowDiff's later laps)."""
+    solves = residual = 0.0
+    for p in paths:
+        attrs = read_h5(p, [])[1]
+        n = float(attrs.get("cg_solves", 0))
+        if n:
+            solves, residual = solves + n, residual + n * float(attrs["cg_residual"])
+    return residual / solves if solves else float("nan")
+
+
 def _read_laps(paths) -> list[dict]:
     """Per-lap diagnostics JSONs (results/{exp}/diagnostics/iter_k.json), in lap order."""
     return sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["iteration"])
@@ -61,7 +76,7 @@ def _read_laps(paths) -> list[dict]:
 def cmd_diagnostics_aggregate(args):
     """diagnostics.csv (one row per lap: the label-free diagnostics beside the clean metric),
     their Spearman rank correlations with the clean metric over the laps, and the figure."""
-    from empriors.metrics.diagnostics import spearman
+    from empriors.metrics.diagnostics import DIAGNOSTICS, spearman
 
     laps = _read_laps(args.diagnostics)
     metric_rows = {r["iteration"]: r for r in read_csv(args.metric)}
@@ -71,15 +86,14 @@ def cmd_diagnostics_aggregate(args):
     rows = [
         {
             "iteration": r["iteration"],
-            "predictive": r["predictive"],
-            "residual": r["residual"],
-            "change": r["change"],
-            column: float(metric_rows[str(r["iteration"])][column]),
+            **{d: r.get(d, float("nan")) for d in DIAGNOSTICS},  # laps diagnosed before a
+            column: float(metric_rows[str(r["iteration"])][column]),  # diagnostic existed: NaN
         }
         for r in laps
     ]
-    names = ("predictive", "residual", "change")
-    correlation = {d: spearman([r[d] for r in rows], [r[column] for r in rows]) for d in names}
+    correlation = {
+        d: spearman([r[d] for r in rows], [r[column] for r in rows]) for d in DIAGNOSTICS
+    }
     log.info("Spearman rank correlation with %s over laps: %s", column, correlation)
     plots().diagnostics(rows, column, correlation, Path(args.figure))
     spearman_json = {d: (None if math.isnan(v) else v) for d, v in correlation.items()}
