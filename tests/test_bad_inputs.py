@@ -30,7 +30,7 @@ import yaml
 from workflow_support import REPO, make_project, run, snakemake
 
 from empriors import cli
-from empriors.data import cifar10
+from empriors.data import cifar10, images
 from empriors.data.phantoms import write_phantom_dataset
 from empriors.gaussian import LowRankGaussian
 
@@ -46,9 +46,30 @@ BAD_CONFIGS = {
     "zero steps": ("experiments: {manifold: {mstep: {steps: 0}}}", "mstep/steps"),
     "negative E-step steps": ("experiments: {manifold: {estep: {steps: -4}}}", "estep/steps"),
     "zero shards": ("experiments: {manifold: {em: {shards: 0}}}", "em/shards"),
+    "more shards than observations": (
+        "experiments: {manifold: {data: {n_train: 3}, em: {shards: 4}}}",
+        "config error at experiments/manifold/em/shards: 4 shards but data.n_train is 3",
+    ),
+    "more evaluation shards than samples": (
+        "experiments: {digits_mask: {evaluate: {n_samples: 2, shards: 3}}}",
+        "config error at experiments/digits_mask/evaluate/shards: 3 shards",
+    ),
+    "reversed slice range": (
+        "experiments: {mri: {data: {slices: [40, 10]}}}",
+        "config error at experiments/mri/data/slices: the first slice 40 is after the last 10",
+    ),
+    "unknown data kind": (
+        "experiments: {mri: {data: {kind: fastmrii}}}",
+        "/data: kind 'fastmrii' is not one of ['manifold', 'digits', 'cifar10', 'fastmri',",
+    ),
+    "malformed CIFAR md5": (
+        "experiments: {cifar10_mask75: {data: {md5: abc}}}",
+        "/data/md5: 'abc' does not match",
+    ),
     "negative sigma_y": (
         "experiments: {manifold: {observation: {sigma_y: -0.1}}}",
-        "observation/sigma_y",
+        # (the manifold's variants share its blocks: any of them may be named)
+        "/observation/sigma_y: -0.1 is less than or equal to the minimum of 0",
     ),
     "zero sigma_y": ("experiments: {manifold: {observation: {sigma_y: 0}}}", "sigma_y"),
     "unknown method": ("experiments: {manifold: {method: emm}}", "method"),
@@ -227,9 +248,23 @@ PRIOR_CASES = {
     "a prior of the wrong dimension": (_wrong_dimension, "dimension"),
     "a pickle that would run code": (_code_pickle, "cannot read checkpoint"),
 }
+
+
+def _narrow_y(good: Path, bad: Path) -> None:
+    """y one entry narrower than its operators' A x (y of another run)."""
+    with h5py.File(good) as f, h5py.File(bad, "w") as g:
+        for key in f:
+            if key != "y":
+                f.copy(key, g)
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        g["y"] = f["y"][:, :-1]
+
+
 OBSERVATION_CASES = {
     "observations with NaN": (_nan_observations, "contains NaN or Inf"),
     "truncated HDF5": (_truncate, ""),
+    "y narrower than its operators": (_narrow_y, "observations y have shape (1,) each, but"),
 }
 
 
@@ -371,7 +406,7 @@ def test_cifar_archive_with_another_checksum_says_how_to_proceed(tmp_path, capsy
     assert not out.exists()
     # the archive replaced by one with the expected checksum (here: this archive's own)
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    monkeypatch.setattr(cifar10, "CIFAR10_MD5", md5)
+    monkeypatch.setattr(images, "CIFAR10_MD5", md5)
     status, err = stage(capsys, *argv)
     assert status == 0 and (out / "observations.h5").exists(), err[-3000:]
 
@@ -398,13 +433,103 @@ def read_only(folder: Path):
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_read_only_results_folder_is_named(manifold, tmp_path, capsys):
-    out = tmp_path / "iter_1"
-    out.mkdir()
-    with read_only(out):
-        status, err = stage(capsys, *_estep(manifold, tmp_path))
-        assert list(out.iterdir()) == []
+def test_prior_of_another_dimension_names_both_files(manifold, tmp_path, capsys):
+    bad = tmp_path / "prior.pt"
+    _wrong_dimension(manifold / "iter_0" / "prior.pt", bad)
+    status, err = stage(capsys, *_estep(manifold, tmp_path, prior=bad))
+    line = next(x for x in err.splitlines() if x.startswith("error: "))
+    assert status == 1 and str(bad) in line, err[-3000:]
+    assert f"signals of {manifold / 'observations.h5'} have dimension 5" in line, line
+    assert "a prior of dimension 4" in line
+
+
+def _no_compute(*args, **kwargs):
+    raise AssertionError("the stage computed before refusing its output")
+
+
+def test_unwritable_output_is_refused_before_any_compute(manifold, tmp_path, capsys, monkeypatch):
+    """An output under a regular file, or in a read-only folder: one line naming the path,
+    before the E-step samples anything (on a cluster: before the GPU-hours)."""
+    from empriors.stages import estep
+
+    monkeypatch.setattr(estep, "estep_samples", _no_compute)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    argv = _estep(manifold, tmp_path)
+    out = blocker / "iter_1" / "samples_0.h5"
+    argv[argv.index("--out") + 1] = out
+    status, err = stage(capsys, *argv)
     line = next((x for x in err.splitlines() if x.startswith("error: ")), "")
-    assert status == 1 and f"cannot write {out / 'samples_0.h5'}" in line, err[-3000:]
-    assert "read-only?" in line and "Traceback" not in err
-    _next_run_works(capsys, manifold, tmp_path)  # writable again: the next run works
+    assert status == 1 and line == f"error: cannot write {out}: {blocker} is a file, not a folder"
+    assert "Traceback" not in err and blocker.read_text() == "not a folder"
+    folder = tmp_path / "iter_1"
+    folder.mkdir()
+    with read_only(folder):
+        status, err = stage(capsys, *_estep(manifold, tmp_path))
+        assert list(folder.iterdir()) == []
+    line = next((x for x in err.splitlines() if x.startswith("error: ")), "")
+    assert status == 1 and f"cannot write {folder / 'samples_0.h5'}" in line, err[-3000:]
+    assert f"is {folder} read-only?" in line
+
+
+def test_missing_cifar_archive_is_one_line_with_source_and_checksum(tmp_path, capsys):
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    argv = _cifar_corrupt(tmp_path, {"archive": str(archive)})
+    status, err = stage(capsys, *argv)
+    assert status == 1 and len(err.strip().splitlines()) == 1, err
+    line = err.strip()
+    assert line.startswith(f"error: CIFAR-10 archive not found at {archive}")
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in line
+    assert f"`md5sum` prints {cifar10.CIFAR10_MD5}" in line
+    assert not (tmp_path / "results").exists()
+
+
+def _cifar_corrupt(tmp_path: Path, data: dict) -> list:
+    cfg = {k: EXPERIMENTS["cifar10_mask75"][k] for k in ("data", "observation", "network",
+                                                         "diffusion")}  # fmt: skip
+    cfg["data"] = {**cfg["data"], "split": "train", **data}
+    out = tmp_path / "results"
+    return ["corrupt", "--exp", "cifar10_mask75", "--seed", "0", "--device", "cpu",
+            "--config", json.dumps({"method": "em_mmps", **cfg}),
+            "--observations", out / "observations.h5", "--truth", out / "truth.h5"]  # fmt: skip
+
+
+def test_another_cifar_format_archive_is_used_through_data_md5(tmp_path, capsys, caplog):
+    """data.md5: another CIFAR-format archive with its own checksum runs; null skips the
+    check with a warning; the official checksum (absent key) still refuses it."""
+    archive = tmp_path / "data" / "mine.tar.gz"
+    archive.parent.mkdir()
+    _cifar_archive(archive)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    status, err = stage(capsys, *_cifar_corrupt(tmp_path, {"archive": str(archive)}))
+    assert status == 1 and "set data.md5 to its checksum" in err, err[-2000:]
+    status, err = stage(capsys, *_cifar_corrupt(tmp_path, {"archive": str(archive), "md5": md5}))
+    assert status == 0 and (tmp_path / "results" / "observations.h5").exists(), err[-3000:]
+    shutil.rmtree(tmp_path / "results")
+    with caplog.at_level("WARNING"):
+        status, err = stage(
+            capsys, *_cifar_corrupt(tmp_path, {"archive": str(archive), "md5": None})
+        )
+    assert status == 0, err[-3000:]
+    assert f"data.md5 is null: the checksum of {archive} is not checked" in caplog.text
+
+
+def test_artifacts_are_written_with_the_umask_mode(tmp_path, capsys):
+    """Results on a shared project folder are readable by the group: every artifact gets the
+    mode an ordinary file gets under the umask (0664 under umask 002), not mkstemp's 0600."""
+    common = [*COMMON, "--config", json.dumps(_manifold_config())]
+    old = os.umask(0o002)
+    try:
+        obs, truth = tmp_path / "observations.h5", tmp_path / "truth.h5"
+        prior = tmp_path / "iter_0" / "prior.pt"
+        assert stage(capsys, "corrupt", *common, "--observations", obs, "--truth", truth)[0] == 0
+        assert stage(capsys, "init-prior", *common, "--observations", obs, "--out", prior)[0] == 0
+        os.umask(0o022)
+        final = tmp_path / "final.json"
+        assert stage(capsys, "final", "--prior", prior, "--iteration", "0", "--reason", "last",
+                     "--out", final)[0] == 0  # fmt: skip
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (obs, truth, prior, final)}
+    assert modes == {"observations.h5": "0o664", "truth.h5": "0o664", "prior.pt": "0o664",
+                     "final.json": "0o644"}, modes  # fmt: skip

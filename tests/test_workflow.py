@@ -91,6 +91,22 @@ def test_demo_run_writes_label_free_diagnostics(finished):
     assert (res / "figures" / "diagnostics.png").stat().st_size > 10_000
 
 
+def test_deleted_observations_need_forcerun_to_redo_their_stage(finished):
+    """README (troubleshooting): Snakemake does not remake a deleted intermediate file whose
+    consumers are up to date; ``-R corrupt`` (or ``--forcerun corrupt``) reruns the stage and
+    everything after it."""
+    obs = finished / "results" / "manifold" / "observations.h5"
+    kept = obs.with_name("kept.h5")
+    obs.rename(kept)
+    try:
+        assert "Nothing to be done" in run(snakemake(*DEMO, "-n"), finished).stdout
+        planned = _planned(finished, "-R", "corrupt")
+        assert planned["corrupt"] == "1" and int(planned["estep"]) > 0, planned
+        assert int(planned["evaluate"]) > 0 and planned.get("aggregate_sinkhorn") == "1"
+    finally:
+        kept.rename(obs)
+
+
 def _planned(project, *extra):
     proc = run(snakemake(*DEMO, *extra, "-n"), project)
     return dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))

@@ -54,6 +54,48 @@ def _iteration(value: str) -> int | str:
         ) from None
 
 
+# What each command writes (its arguments' names; "/": a folder): checked writable before any
+# compute starts, so a read-only or misplaced output costs no GPU time.
+WRITES = {
+    "corrupt": ("observations", "truth"),
+    "phantoms": ("out/",),
+    "init-prior": ("out",),
+    "estep": ("out", "resume_dir/"),
+    "mstep": ("out", "resume_dir/"),
+    "final-prior": ("out", "resume_dir/"),
+    "eval-reference": ("out",),
+    "evaluate": ("out", "samples_out"),
+    "diagnose": ("out",),
+    "diagnostics": ("out", "correlation", "figure"),
+    "sample-prior": ("out", "resume_dir/"),
+    "evaluate-images": ("out",),
+    "posterior-examples": ("out",),
+    "reconstruct": ("out", "samples_out", "figure"),
+    "aggregate-images": ("out", "figures_dir/"),
+    "aggregate": ("out", "figures_dir/"),
+    "heuristics-part": ("out",),
+    "heuristics-aggregate": ("out", "summary", "figure"),
+    "benchmark-task": ("out",),
+    "benchmark-table": ("out", "markdown"),
+    "compare": ("out", "figure", "claims"),
+    "stop-check": ("out",),
+    "final": ("out",),
+    "claims": ("out", "markdown"),
+    "parity": ("markdown",),
+}
+
+
+def _outputs(args) -> list[tuple[str, bool]]:
+    """(path, is a folder) of everything ``args.command`` will write."""
+    found = []
+    for name in WRITES.get(args.command, ()):
+        folder = name.endswith("/")
+        value = getattr(args, name.rstrip("/"), None)
+        if value:
+            found.append((value, folder))
+    return found
+
+
 RESUME_HELP = "where finished batches are saved for a rerun (default: EXPERIMENT/.resume)"
 
 
@@ -259,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     preemption.install()
     try:
+        common.check_writable(_outputs(args))  # before any compute
         status = args.fn(args)
     except preemption.Preempted as e:
         # the resume state is saved: a rerun (or Snakemake's retry) continues from it. Also on

@@ -53,7 +53,33 @@ def validate_config(config: dict) -> None:
     if error is not None:
         error = _within_the_chosen_kind(error)
         where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-        raise ConfigError(f"config error at {where}: {error.message}")
+        raise ConfigError(f"config error at {where}: {_unknown_kind(error) or error.message}")
+    for name, exp in (config.get("experiments") or {}).items():
+        _check_relations(f"experiments/{name}", exp)
+
+
+def _check_relations(where: str, exp: dict) -> None:
+    """What the schema cannot say, between keys of one experiment: every E-step shard and
+    evaluation shard gets at least one row, and a slice range runs forwards."""
+    data, em, ev = exp.get("data") or {}, exp.get("em") or {}, exp.get("evaluate") or {}
+    n_train, shards = data.get("n_train"), em.get("shards")
+    if n_train is not None and shards is not None and shards > n_train:
+        raise ConfigError(
+            f"config error at {where}/em/shards: {shards} shards but data.n_train is "
+            f"{n_train} (each shard needs at least one observation)"
+        )
+    n, ev_shards = ev.get("n_samples"), ev.get("shards")
+    if n is not None and ev_shards is not None and ev_shards > n:
+        raise ConfigError(
+            f"config error at {where}/evaluate/shards: {ev_shards} shards but "
+            f"evaluate.n_samples is {n} (each shard needs at least one sample)"
+        )
+    slices = data.get("slices")
+    if isinstance(slices, list) and len(slices) == 2 and slices[0] > slices[1]:
+        raise ConfigError(
+            f"config error at {where}/data/slices: the first slice {slices[0]} is after the "
+            f"last {slices[1]} (slices: [first, last], inclusive)"
+        )
 
 
 def _within_the_chosen_kind(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
@@ -64,8 +90,28 @@ def _within_the_chosen_kind(error: jsonschema.ValidationError) -> jsonschema.Val
         branches: dict = {}
         for sub in error.context:
             branches.setdefault(sub.schema_path[0], []).append(sub)
-        chosen = [errs for errs in branches.values() if all(e.validator != "const" for e in errs)]
+        chosen = [errs for errs in branches.values() if not any(map(_other_kind, errs))]
         if len(chosen) != 1:
             break
         error = jsonschema.exceptions.best_match(chosen[0])
     return error
+
+
+def _unknown_kind(error: jsonschema.ValidationError) -> str | None:
+    """For a section with kinds whose ``kind`` matches none: which kinds there are."""
+    if error.validator != "oneOf" or not isinstance(error.instance, dict):
+        return None
+    kinds = []
+    for alternative in error.validator_value:
+        kind = alternative.get("properties", {}).get("kind", {})
+        kinds += [kind["const"]] if "const" in kind else kind.get("enum", [])
+    if not kinds or error.instance.get("kind") in kinds:
+        return None
+    return f"kind {error.instance.get('kind')!r} is not one of {kinds}"
+
+
+def _other_kind(error: jsonschema.ValidationError) -> bool:
+    """Whether ``error`` says the config chose another kind than this alternative's."""
+    return error.validator == "const" or (
+        error.validator == "enum" and list(error.relative_path) == ["kind"]
+    )

@@ -11,6 +11,7 @@ Images are returned flat, (N, 3 * 32 * 32) in (C, H, W) order, as the pipeline's
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
 import tarfile
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -36,22 +39,28 @@ def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_archive(path: Path, md5: str | None = None) -> None:
+def check_archive(path: Path, md5: str | None = CIFAR10_MD5) -> None:
     """Clear errors for a missing archive or one whose checksum is not ``md5`` (default:
-    :data:`CIFAR10_MD5`)."""
-    path, md5 = Path(path), md5 or CIFAR10_MD5
+    :data:`CIFAR10_MD5`, the official archive's; another CIFAR-format archive names its own,
+    ``data.md5``; None: not checked, with a warning)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"CIFAR-10 archive not found at {path}. Download cifar-10-python.tar.gz from "
-            f"{CIFAR10_URL} and place it there (this tool never downloads at run time)."
+            f"{CIFAR10_URL}, check that `md5sum` prints {md5 or CIFAR10_MD5}, and place it "
+            "there (this tool never downloads at run time)."
         )
+    if md5 is None:
+        log.warning("data.md5 is null: the checksum of %s is not checked", path)
+        return
     actual = file_md5(path)
     if actual != md5:
         raise ValueError(
             f"CIFAR-10 archive {path} has MD5 {actual}, expected {md5}: the file is corrupt, "
             f"truncated or not the python version of CIFAR-10. Download cifar-10-python.tar.gz "
             f"again from {CIFAR10_URL}, check that `md5sum` prints {md5}, and replace the "
-            "file (the results of earlier runs are kept; rerun the same command)."
+            "file (the results of earlier runs are kept; rerun the same command). Another "
+            "archive in the CIFAR-10 python format: set data.md5 to its checksum."
         )
 
 
@@ -70,8 +79,9 @@ def _read_batch(archive: tarfile.TarFile, name: str) -> np.ndarray:
     return data
 
 
-def load_cifar10(path: Path, split: str = "train", md5: str | None = None) -> Tensor:
-    """(N, 3072) float32 in [-2, 2] for split "train" (50,000), "test" (10,000) or "all"."""
+def load_cifar10(path: Path, split: str = "train", md5: str | None = CIFAR10_MD5) -> Tensor:
+    """(N, 3072) float32 in [-2, 2] for split "train" (50,000), "test" (10,000) or "all";
+    ``md5``: the archive's expected checksum (None: not checked)."""
     if split not in (*SPLITS, "all"):
         raise ValueError(f"unknown CIFAR-10 split {split!r}; use train, test or all")
     check_archive(path, md5)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from empriors.data.cifar10 import CIFAR10_MD5
 from empriors.data.cifar10 import SHAPE as CIFAR10_SHAPE
 from empriors.data.cifar10 import load_cifar10
 from empriors.data.digits import load_digits_images
@@ -21,6 +22,7 @@ def load_image_data(data: dict) -> tuple[Tensor, tuple[int, int, int]]:
     if data["kind"] == "digits":
         return load_digits_images().to(torch.float32), (1, 8, 8)
     if data["kind"] == "cifar10":
-        return load_cifar10(Path(data["archive"]), data["split"]), CIFAR10_SHAPE
+        md5 = data.get("md5", CIFAR10_MD5)  # null: not checked (a warning says so)
+        return load_cifar10(Path(data["archive"]), data["split"], md5), CIFAR10_SHAPE
     raise ValueError(f"{data['kind']!r} is not an image data kind")
 

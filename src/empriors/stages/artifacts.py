@@ -36,7 +36,29 @@ def load_observations(path: str | Path):
     if kind != "gaussian_blur" and len(op) != y.shape[0]:  # the blur is shared
         raise ArtifactError(f"{path}: {y.shape[0]} observations but {len(op)} operators")
     shape = tuple(int(v) for v in attrs["shape"]) if "shape" in attrs else None
-    return y, op, int(attrs["dim"]), shape
+    dim = int(attrs["dim"])
+    _check_operator_fits(path, y, op, dim)
+    return y, op, dim, shape
+
+
+def _check_operator_fits(path, y: torch.Tensor, op, dim: int) -> None:
+    """A x of one signal (dim,) must have the shape of one observation y_i: else the file's
+    y and its operators (or its ``dim``) come from different runs."""
+    try:
+        one = op[:1].to(dtype=torch.float64)
+        simulated = one(torch.zeros(1, dim, dtype=torch.float64))
+    except (RuntimeError, ValueError) as e:
+        raise ArtifactError(
+            f"{path}: its {type(op).__name__} operators do not act on signals of dimension {dim} "
+            f"(the file's dim): {e}"
+        ) from None
+    if tuple(simulated.shape[1:]) != tuple(y.shape[1:]):
+        raise ArtifactError(
+            f"{path}: observations y have shape {tuple(y.shape[1:])} each, but its operators "
+            f"give A x of shape {tuple(simulated.shape[1:])} (y and the operators of "
+            "different runs?)"
+        )
+
 
 
 def save_prior(path, prior: Prior, extra: dict, prov: dict):
@@ -51,9 +73,11 @@ def save_prior(path, prior: Prior, extra: dict, prov: dict):
     save_checkpoint(path, payload, prov)
 
 
-def load_prior(path, settings: ExperimentSettings, dim: int | None = None) -> Prior:
-    """The prior saved at ``path``; ``dim``: the signal dimension it must have (the
-    observations')."""
+def load_prior(
+    path, settings: ExperimentSettings, dim: int | None = None, against: str | None = None
+) -> Prior:
+    """The prior saved at ``path``; ``dim``: the signal dimension it must have, that of the
+    file ``against`` (the observations, the E-step samples, the truth)."""
     state = load_checkpoint(path)
     for key in ("gaussian", "features"):
         if key not in state:
@@ -61,8 +85,9 @@ def load_prior(path, settings: ExperimentSettings, dim: int | None = None) -> Pr
     gaussian = LowRankGaussian.from_state_dict(state["gaussian"])
     if dim is not None and gaussian.dim != dim:
         raise ArtifactError(
-            f"{path}: a prior of dimension {gaussian.dim}, but the observations' signals have "
-            f"dimension {dim} (a prior of another experiment?)"
+            f"{path}: a prior of dimension {gaussian.dim}, but the signals of "
+            f"{against or 'the observations'} have dimension {dim} (a prior of another "
+            "experiment?)"
         )
     network = flow = None
     try:

@@ -3,13 +3,15 @@ provenance, the resume file of a sampling job, shards, and the peak-memory log l
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from pathlib import Path
 
 import torch
 
 from empriors import methods
 from empriors.config import ConfigError, ExperimentSettings, parse_json_config
-from empriors.data.io import provenance
+from empriors.data.io import ArtifactError, provenance
 from empriors.methods.prior import Prior
 from empriors.resume import BatchResume, attempts, fingerprint
 from empriors.stages.artifacts import load_observations
@@ -57,8 +59,12 @@ def stage_provenance(
 
 
 def shard_slice(n: int, shard: int, shards: int) -> slice:
+    """Rows [shard n / shards, (shard + 1) n / shards) of n; an empty shard is an error (more
+    shards than rows: config validation refuses it where n is known in advance)."""
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} out of range for {shards} shards")
+    if shards > n:
+        raise ConfigError(f"{shards} shards of {n} rows: each shard needs at least one row")
     return slice(shard * n // shards, (shard + 1) * n // shards)
 
 
@@ -101,3 +107,25 @@ def peak_memory() -> str:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         line += f", {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB CUDA"
     return line
+
+
+def check_writable(outputs: list[tuple[str, bool]]) -> None:
+    """Refuse, before any compute, outputs that cannot be written: (path, is a folder) pairs.
+    The nearest existing folder on each path must be a folder (not a regular file) in which
+    a file can be created (a probe file, removed at once: permission bits, a read-only mount
+    and root's immutable folders all show)."""
+    for path, is_folder in outputs:
+        target = Path(path)
+        probe = target if is_folder else target.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ArtifactError(f"cannot write {target}: {probe} is a file, not a folder")
+        try:
+            tempfile.NamedTemporaryFile(dir=probe, prefix=".write-probe-").close()
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise ArtifactError(
+                f"cannot write {target}: {e.strerror} (is {probe} read-only?)"
+            ) from None

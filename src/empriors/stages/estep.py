@@ -31,7 +31,7 @@ def cmd_estep(args):
     y, op, dim, _ = load_observations(args.observations)
     index = shard_slice(y.shape[0], args.shard, s.em.shards)
     rows = torch.arange(y.shape[0])[index].repeat_interleave(s.estep.samples_per_observation)
-    prior = load_prior(args.prior, s, dim)
+    prior = load_prior(args.prior, s, dim, args.observations)
     seed = derive_seed(args.seed, seed_name(args), "estep", args.iteration, args.shard)
     resume = sampling_resume(args, s, f"estep_{args.iteration}_{args.shard}", seed)
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def cmd_evaluate(args):
     arrays, _ = read_h5(args.truth, ["eval_u1"])
     u1 = arrays["eval_u1"][: s.evaluate.n_samples]
     reference = json.loads(Path(args.reference).read_text())
-    prior = load_prior(args.prior, s)
+    prior = load_prior(args.prior, s, u1.shape[1], args.truth)
     seed = derive_seed(args.seed, seed_name(args), "evaluate", args.iteration)
     n = s.evaluate.n_samples
     observations = conditional_inputs(args, prior, torch.arange(n))

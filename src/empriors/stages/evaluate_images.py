@@ -107,7 +107,7 @@ def cmd_posterior_examples(args):
     truth = read_h5(args.truth, ["train"])[0]["train"]
     e, p = s.evaluate.examples, 4
     index = torch.arange(e)
-    prior = load_prior(args.prior, s, dim)
+    prior = load_prior(args.prior, s, dim, args.observations)
     seed = derive_seed(args.seed, seed_name(args), "posterior_examples")
     x = estep_samples(s, prior, op, y, index.repeat_interleave(p), seed)
     missing = (op.masks[index] == 0) if isinstance(op, PixelMask) else None

@@ -35,7 +35,7 @@ def cmd_mstep(args):
     )
     if kept.shape[0] < 2:
         raise ArtifactError("fewer than 2 E-step samples left after the range filter")
-    previous = load_prior(args.prior, s)
+    previous = load_prior(args.prior, s, x.shape[1], args.samples[0])
     seed = derive_seed(args.seed, seed_name(args), "mstep", args.iteration)
     resume = Path(args.resume_dir) / f"iter_{args.iteration}.pt"
     observations = None
