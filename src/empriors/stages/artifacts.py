@@ -60,7 +60,6 @@ def _check_operator_fits(path, y: torch.Tensor, op, dim: int) -> None:
         )
 
 
-
 def save_prior(path, prior: Prior, extra: dict, prov: dict):
     payload = {"gaussian": prior.gaussian.state_dict(), "features": prior.gaussian.dim, **extra}
     if prior.network is not None:
