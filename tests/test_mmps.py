@@ -37,6 +37,61 @@ def test_mmps_equals_exact_gaussian_posterior_mean(covariance, sigma, g):
     assert (mmps(x_t, sigma) - expected).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("covariance", ["tweedie", "cov_x"])
+def test_mmps_with_one_cg_over_the_batch_is_exact_to_tolerance(covariance, g):
+    """cg="batch" (the reference's, here in groups of 8 rows) solves the same block-diagonal
+    systems: to tolerance it gives the exact posterior mean too."""
+    gauss = random_gaussian(5, 5, g)
+    op = Projection.random(32, 2, 5, g)
+    x = gauss.sample(32, g)
+    y = op(x) + 0.01 * torch.randn(32, 2, generator=g, dtype=torch.float64)
+    sigma = torch.tensor(0.3, dtype=torch.float64)
+    x_t = x + sigma * torch.randn(32, 5, generator=g, dtype=torch.float64)
+    mmps = MMPSDenoiser(gauss.denoise, op, y, 1e-4, covariance, gauss, 1e-12, None, "batch", 8)
+    expected = exact_posterior_denoiser(gauss, op, x_t, y, sigma, 1e-4)
+    assert (mmps(x_t, sigma) - expected).abs().max().item() < 1e-5
+
+
+def textbook_cg(m: torch.Tensor, b: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Plain CG on one vector system M u = b (jax.scipy.sparse.linalg.cg's recursion)."""
+    u, r = torch.zeros_like(b), b.clone()
+    p, rs = r.clone(), r @ r
+    for _ in range(iterations):
+        mp = m @ p
+        alpha = rs / (p @ mp)
+        u, r = u + alpha * p, r - alpha * mp
+        rs_new = r @ r
+        p, rs = r + rs_new / rs * p, rs_new
+    return u
+
+
+def test_grouped_cg_is_one_cg_on_each_stacked_group(g):
+    """CG in groups = plain CG on the block-diagonal system of each group's samples stacked
+    (the reference's jax cg on each array it samples at once), iterate by iterate, with the
+    last group shorter; per-sample CG differs."""
+    b = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    m = torch.randn(6, 4, 4, generator=g, dtype=torch.float64)
+    spd = m @ m.transpose(1, 2) + 0.5 * torch.eye(4, dtype=torch.float64)
+    block = torch.block_diag(*spd)
+
+    def matvec(v):
+        return (spd @ v[..., None])[..., 0]
+
+    for k in (1, 2, 3):
+        shared = conjugate_gradient(matvec, b, 0.0, k, group=6)
+        assert torch.allclose(shared.flatten(), textbook_cg(block, b.flatten(), k), atol=1e-12)
+        assert not torch.allclose(shared, conjugate_gradient(matvec, b, 0.0, k), atol=1e-6)
+        grouped = conjugate_gradient(matvec, b, 0.0, k, group=4)  # rows 0-3, then 4-5
+        for rows in (slice(0, 4), slice(4, 6)):
+            stacked = textbook_cg(torch.block_diag(*spd[rows]), b[rows].flatten(), k)
+            assert torch.allclose(grouped[rows].flatten(), stacked, atol=1e-12)
+    for group in (1, 4, 6):
+        solved = conjugate_gradient(matvec, b, 1e-12, None, group=group)
+        assert torch.allclose(solved, torch.linalg.solve(spd, b), atol=1e-9)
+    with pytest.raises(ValueError, match="unknown CG mode"):
+        MMPSDenoiser(lambda x, s: x, Projection(spd[:, :2]), b[:, :2], 1e-4, cg="batched")
+
+
 def test_identity_heuristic_is_exact_for_standard_normal(g):
     gauss = LowRankGaussian.standard(4)
     op = Projection.random(16, 2, 4, g)

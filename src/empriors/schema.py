@@ -74,6 +74,14 @@ def _check_relations(where: str, exp: dict) -> None:
             f"config error at {where}/evaluate/shards: {ev_shards} shards but "
             f"evaluate.n_samples is {n} (each shard needs at least one sample)"
         )
+    for section in ("init", "estep"):
+        block = exp.get(section) or {}
+        group, batch = block.get("cg_group"), block.get("batch_size")
+        if block.get("cg") == "batch" and group and isinstance(batch, int) and batch % group:
+            raise ConfigError(
+                f"config error at {where}/{section}/cg_group: {group} rows per CG do not "
+                f"divide {section}.batch_size {batch} (a group may not straddle two batches)"
+            )
     slices = data.get("slices")
     if isinstance(slices, list) and len(slices) == 2 and slices[0] > slices[1]:
         raise ConfigError(

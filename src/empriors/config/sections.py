@@ -42,6 +42,8 @@ class PosteriorSettings:
     cg_maxiter: int | None
     dps_zeta: float = 1.0
     diffpir_lambda: float = 10.0
+    cg: str = "per_sample"  # or "batch": one CG per cg_group rows (the reference code's)
+    cg_group: int | None = None  # rows sharing one CG (None: the sampler's batch)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,13 @@ class InitSettings:
         # For a Gaussian prior MMPS with the cov_x covariance is exact; CG runs to tolerance
         # unless init.cg_maxiter caps it (the MRI reference: 5 iterations).
         posterior = PosteriorSettings(
-            "mmps", "cov_x", i["sigma_y2"], i["cg_rtol"], i.get("cg_maxiter")
+            "mmps",
+            "cov_x",
+            i["sigma_y2"],
+            i["cg_rtol"],
+            i.get("cg_maxiter"),
+            cg=i.get("cg", "per_sample"),
+            cg_group=i.get("cg_group"),
         )
         sampler = SamplerSettings(i["sampler"], i["steps"])
         return cls(i["rounds"], i["rank"], i["batch_size"], i["n_fit"], sampler, posterior)
@@ -168,6 +176,8 @@ class EStepSettings:
             e["cg_maxiter"],
             e.get("dps_zeta", 1.0),
             e.get("diffpir_lambda", 10.0),
+            e.get("cg", "per_sample"),
+            e.get("cg_group"),
         )
         return cls(
             SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"]),

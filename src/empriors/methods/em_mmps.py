@@ -78,6 +78,8 @@ def posterior_sample(
                 gaussian=gaussian,
                 cg_rtol=settings.cg_rtol,
                 cg_maxiter=settings.cg_maxiter,
+                cg=settings.cg,
+                cg_group=settings.cg_group,
                 dps_zeta=settings.dps_zeta,
                 diffpir_lambda=settings.diffpir_lambda,
             )

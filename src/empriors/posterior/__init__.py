@@ -16,12 +16,19 @@ from empriors.gaussian import LowRankGaussian
 from empriors.operators import LinearOperator
 from empriors.posterior.diffpir import DiffPIRDenoiser
 from empriors.posterior.dps import DPSDenoiser
-from empriors.posterior.mmps import COVARIANCES, CGMonitor, MMPSDenoiser, conjugate_gradient
+from empriors.posterior.mmps import (
+    CG_MODES,
+    COVARIANCES,
+    CGMonitor,
+    MMPSDenoiser,
+    conjugate_gradient,
+)
 from empriors.posterior.tmpd import TMPDDenoiser
 
 POSTERIORS = ("mmps", "pigdm", "tmpd", "diffpir", "dps")
 
 __all__ = [
+    "CG_MODES",
     "COVARIANCES",
     "CGMonitor",
     "POSTERIORS",
@@ -45,14 +52,18 @@ def build_posterior(
     gaussian: LowRankGaussian | None = None,
     cg_rtol: float = 1e-3,
     cg_maxiter: int | None = None,
+    cg: str = "per_sample",
+    cg_group: int | None = None,
     dps_zeta: float = 1.0,
     diffpir_lambda: float = 10.0,
 ):
-    """The posterior denoiser ``kind`` for observations y of this batch."""
+    """The posterior denoiser ``kind`` for observations y of this batch; ``cg``, ``cg_group``:
+    MMPS's and PiGDM's CG per sample or per group of rows (:func:`conjugate_gradient`)."""
+    solver = (cg_rtol, cg_maxiter, cg, cg_group)
     if kind == "mmps":
-        return MMPSDenoiser(prior, op, y, sigma_y2, covariance, gaussian, cg_rtol, cg_maxiter)
+        return MMPSDenoiser(prior, op, y, sigma_y2, covariance, gaussian, *solver)
     if kind == "pigdm":
-        return MMPSDenoiser(prior, op, y, sigma_y2, "identity", None, cg_rtol, cg_maxiter)
+        return MMPSDenoiser(prior, op, y, sigma_y2, "identity", None, *solver)
     if kind == "tmpd":
         return TMPDDenoiser(prior, op, y, sigma_y2)
     if kind == "diffpir":

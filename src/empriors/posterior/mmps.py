@@ -4,7 +4,11 @@ Posterior denoiser, with x_hat = d(x_t), J = d x_hat / d x_t, Sigma_t = sigma_t^
 
     E[x | x_t, y] ~= x_hat + Sigma_t J^T A^T u,   (Sigma_y + A V A^T) u = y - A x_hat,
 
-solved per sample by conjugate gradient. V = V[x | x_t] is one of (PAPERS.md 1):
+solved by conjugate gradient: per sample (``cg="per_sample"``, as azula), or as one system
+per group of ``cg_group`` rows (``cg="batch"``, as the reference code's
+jax.scipy.sparse.linalg.cg on each array it samples at once: alpha, beta and the stopping test
+shared by the group). V = V[x | x_t] is one
+of (PAPERS.md 1):
 
     tweedie    V v = sigma_t^2 J^T v                 (one vector-Jacobian product; the method)
     identity   V = (I + Sigma_t^{-1})^{-1}           (Gaussian formula with Sigma_x = I)
@@ -30,6 +34,7 @@ from empriors.gaussian import LowRankGaussian
 from empriors.operators import LinearOperator
 
 COVARIANCES = ("tweedie", "identity", "sigma_t", "cov_x", "zeros")
+CG_MODES = ("per_sample", "batch")
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -83,45 +88,68 @@ _MONITORS: list[CGMonitor] = []
 
 
 def conjugate_gradient(
-    matvec: Callable[[Tensor], Tensor], b: Tensor, rtol: float = 1e-3, maxiter: int | None = None
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    rtol: float = 1e-3,
+    maxiter: int | None = None,
+    group: int | None = None,
 ) -> Tensor:
-    """Solve M u = b for a batch of symmetric positive-definite systems, one per sample.
+    """Solve M u = b for a batch b (B, *O) of symmetric positive-definite systems.
 
-    b: (B, *O). Every open :class:`CGMonitor` records how each sample's solve ended.
-    Stops when every sample's residual satisfies ||r|| <= rtol ||b|| or after
-    ``maxiter`` iterations (default: the system size). Samples that converged stop moving,
-    as do samples where p^T M p <= 0 (M indefinite, e.g. a network's Jacobian).
-    Hand-written because the systems are batched (one per sample) and matrix-free (M is only
-    available through VJPs); neither torch nor scipy offers a batched matrix-free CG.
+    Per sample (``group=None``): each sample has its own alpha, beta and stopping test
+    ||r_i|| <= rtol ||b_i||, and stops at non-positive curvature p_i^T M p_i <= 0 (M
+    indefinite, e.g. a network's Jacobian); ``maxiter`` defaults to the size of one system.
+    In groups of ``group`` consecutive rows (the reference code's jax.scipy.sparse.linalg.cg
+    on each array it samples at once): the inner products run over the group, so alpha, beta
+    and the test ||r_G|| <= rtol ||b_G|| are the group's, with no curvature safeguard;
+    ``maxiter`` defaults to 10 times the group's size, as JAX's. Both stop after ``maxiter``
+    iterations. Every open :class:`CGMonitor` records how each sample's solve ended.
+
+    Hand-written because the systems are batched and matrix-free (M is only available through
+    VJPs); neither torch nor scipy offers a batched matrix-free CG.
     """
-    n = b[0].numel()
-    maxiter = n if maxiter is None else maxiter
+    if group is not None:
+        ids = torch.arange(b.shape[0], device=b.device) // group
+        n = min(group, b.shape[0]) * b[0].numel()
+        maxiter = 10 * n if maxiter is None else maxiter
+
+        def dot(u: Tensor, v: Tensor) -> Tensor:  # the group's inner product, on its rows
+            sums = torch.zeros(int(ids[-1]) + 1, dtype=u.dtype, device=u.device)
+            return sums.index_add_(0, ids, _dot(u, v))[ids]
+
+    else:
+        n = b[0].numel()
+        maxiter = n if maxiter is None else maxiter
+        dot = _dot
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
-    rs = _dot(r, r)
-    bb = _dot(b, b)
-    threshold = (rtol**2) * bb
+    rs = dot(r, r)
+    threshold = (rtol**2) * dot(b, b)
     iterations = torch.zeros_like(rs)
     for _ in range(maxiter):
         active = rs > threshold
         if not active.any():
             break
         mp = matvec(p)
-        curvature = _dot(p, mp)
-        # A learned Jacobian need not be PSD: stop a sample at non-positive curvature (the
-        # standard CG safeguard) instead of dividing by it; its x is the last good iterate.
-        active = active & (curvature > 0)
+        curvature = dot(p, mp)
+        if group is None:
+            # A learned Jacobian need not be PSD: stop a sample at non-positive curvature (the
+            # standard CG safeguard) instead of dividing by it; its x is the last good iterate.
+            active = active & (curvature > 0)
         iterations = iterations + active
         alpha = torch.where(active, rs / torch.where(active, curvature, 1), 0)
         x = x + _bcast(alpha, x) * p
         r = r - _bcast(alpha, r) * mp
-        rs_new = _dot(r, r)
+        rs_new = dot(r, r)
         beta = torch.where(active, rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny), 0)
         p = r + _bcast(beta, p) * p
         rs = rs_new
-    for monitor in _MONITORS:
-        monitor.record((rs / bb.clamp_min(torch.finfo(bb.dtype).tiny)).sqrt(), iterations)
+    if _MONITORS:
+        bb = _dot(b, b).clamp_min(torch.finfo(b.dtype).tiny)
+        relative = (_dot(r, r) / bb).sqrt()
+        for monitor in _MONITORS:
+            monitor.record(relative, iterations)
     return x
 
 
@@ -135,6 +163,9 @@ class MMPSDenoiser:
         covariance: one of :data:`COVARIANCES`.
         gaussian: the PPCA fit (needed for ``cov_x``).
         cg_rtol, cg_maxiter: conjugate gradient stopping rule.
+        cg: ``per_sample`` (a CG per sample) or ``batch`` (one CG per ``cg_group`` consecutive
+            rows, the whole batch if None: the reference code's); see
+            :func:`conjugate_gradient`.
     """
 
     def __init__(
@@ -147,9 +178,13 @@ class MMPSDenoiser:
         gaussian: LowRankGaussian | None = None,
         cg_rtol: float = 1e-3,
         cg_maxiter: int | None = None,
+        cg: str = "per_sample",
+        cg_group: int | None = None,
     ):
         if covariance not in COVARIANCES:
             raise ValueError(f"unknown MMPS covariance {covariance!r}; choose one of {COVARIANCES}")
+        if cg not in CG_MODES:
+            raise ValueError(f"unknown CG mode {cg!r}; choose one of {CG_MODES}")
         if covariance == "cov_x" and gaussian is None:
             raise ValueError("MMPS covariance 'cov_x' needs the Gaussian (PPCA) fit of the prior")
         if gaussian is not None:
@@ -157,6 +192,7 @@ class MMPSDenoiser:
         self.prior, self.op, self.y = prior, op, y
         self.sigma_y2, self.covariance, self.gaussian = sigma_y2, covariance, gaussian
         self.cg_rtol, self.cg_maxiter = cg_rtol, cg_maxiter
+        self.cg_group = None if cg == "per_sample" else (cg_group or y.shape[0])
 
     def _cov_mv(self, v: Tensor, sigma: Tensor, vjp: Callable[[Tensor], Tensor]) -> Tensor:
         s2 = sigma**2
@@ -182,5 +218,5 @@ class MMPSDenoiser:
             return self.sigma_y2 * u + self.op(self._cov_mv(self.op.adjoint(u), sigma, vjp))
 
         residual = (self.y - self.op(x_hat)).detach()
-        u = conjugate_gradient(system, residual, self.cg_rtol, self.cg_maxiter)
+        u = conjugate_gradient(system, residual, self.cg_rtol, self.cg_maxiter, self.cg_group)
         return (x_hat + sigma**2 * vjp(self.op.adjoint(u))).detach()

@@ -156,6 +156,8 @@ def run_task(task: str, options: dict, cfg: dict, generator: torch.Generator) ->
                 covariance="tweedie",
                 cg_rtol=0.0,
                 cg_maxiter=iterations or 1,
+                cg=cfg.get("cg", "per_sample"),
+                cg_group=cfg.get("cg_group"),
                 dps_zeta=cfg["dps_zeta"],
                 diffpir_lambda=cfg["diffpir_lambda"],
             )
