@@ -79,7 +79,10 @@ def _check_diagnostics(res, metric):
     assert all(float(r["predictive"]) > 0 for r in rows)
     assert all(math.isfinite(float(r["residual"])) and float(r["residual"]) > 0 for r in rows[1:])
     assert math.isfinite(float(rows[2]["change"])) and rows[1]["change"] == "nan"
-    assert all(0 <= float(r["cg_residual"]) < 1 for r in rows[1:])  # MMPS's CG solves
+    # MMPS's CG solves (1 iteration: the residual may grow, as CG's can on one step)
+    assert all(
+        math.isfinite(float(r["cg_residual"])) and float(r["cg_residual"]) > 0 for r in rows[1:]
+    )
     assert (res / "figures" / "diagnostics.png").stat().st_size > 10_000
 
 

@@ -77,9 +77,10 @@ def test_demo_run_writes_label_free_diagnostics(finished):
     assert float(rows[0]["predictive"]) > 0 and rows[0]["residual"] == "nan"
     assert 0.3 < float(rows[1]["residual"]) < 3  # posterior samples fit y to the noise level
     assert float(rows[2]["change"]) > 0 and rows[1]["change"] == "nan"
-    # the E-step's CG solves (MMPS): their final relative residual, recorded by each shard
+    # the E-step's CG solves (MMPS with cov_x, to tolerance rtol 1e-3 on SPD systems): their
+    # final relative residual, recorded by each shard
     assert rows[0]["cg_residual"] == "nan" and all(
-        0 <= float(r["cg_residual"]) < 1 for r in rows[1:]
+        0 <= float(r["cg_residual"]) <= 1e-3 for r in rows[1:]
     )
     shard = read_h5(res / "iter_1" / "samples_0.h5", [])[1]
     assert shard["cg_solves"] > 0 and shard["cg_iterations"] >= 1
