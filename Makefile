@@ -50,7 +50,7 @@ report: setup
 # docs/figures/RESULT_NAME.png
 README_FIGURES := digits_mask/figures/metric_curve.png digits_mask/figures/samples.png \
 	digits_mask/figures/posterior_examples.png mri/figures/metric_curve.png \
-	mri/figures/samples.png mri/figures/reconstructions_iter_4.png \
+	mri/figures/samples.png mri/figures/reconstructions_iter_4.png mri/figures/diagnostics.png \
 	compare/figures/manifold.png compare/figures/digits.png compare/figures/mri.png
 
 readme-figures:

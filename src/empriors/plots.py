@@ -323,21 +323,28 @@ def diagnostics(rows: list[dict], metric: str, correlation: dict, path: Path) ->
     """The label-free diagnostics per lap (posterior-predictive SW2, E-step residual over
     sigma_y^2, sample change between laps, CG's final relative residual) beside the clean
     metric, with their Spearman rank correlations with it in the titles."""
+    from matplotlib.ticker import MaxNLocator
+
     names = {
         "predictive": "predictive SW2 in y space",
         "residual": "E-step residual / sigma_y^2",
         "change": "E-step sample change",
         "cg_residual": "E-step CG relative residual",
     }
-    fig, axes = plt.subplots(1, 5, figsize=(18.5, 3.2))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.6), layout="constrained")
     laps = [r["iteration"] for r in rows]
-    axes[0].plot(laps, [r[metric] for r in rows], "o-", ms=3, color="k")
-    axes[0].set_title(f"clean metric: {metric}", fontsize=9)
-    for ax, (key, title) in zip(axes[1:], names.items(), strict=True):
-        ax.plot(laps, [r[key] for r in rows], "o-", ms=3)
-        ax.set_title(f"{title} (Spearman {correlation[key]:+.2f})", fontsize=9)
-    for ax in axes:
+    series = [(metric, f"clean metric: {metric}\n(needs clean data)", "k")] + [
+        (key, f"{title}\nSpearman with the metric {correlation[key]:+.2f}", None)
+        for key, title in names.items()
+    ]
+    for ax, (key, title, color) in zip(axes, series, strict=True):
+        values = [float(r[key]) for r in rows]
+        ax.plot(laps, values, "o-", ms=3, color=color)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("lap")
-        ax.set_yscale("log")
+        positive = [v for v in values if np.isfinite(v) and v > 0]
+        if positive and max(positive) > 10 * min(positive):  # log only across decades
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     _save(fig, path)
