@@ -236,3 +236,20 @@ def test_stop_rule_ends_em_early_and_names_the_final_lap(tmp_path):
     planned = run(snakemake(*DEMO, "nostop.yaml", "-n"), project).stdout
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", planned, re.M))
     assert stats["mstep"] == "2" and stats["estep"] == "4"  # laps 3 and 4, 2 shards each
+
+
+def test_stop_rule_turned_on_after_a_finished_run_is_applied(finished):
+    """em.stop_when added to a finished run: rule all waits for the stop checks even though
+    every table is up to date (they used to be skipped), and final.json gives the rule's
+    verdict. (Last in this module: it changes the finished run's final.json.)"""
+    res = finished / "results" / "manifold"
+    rule = "{diagnostic: residual, rel_change: 1.0, window: 1}"
+    (finished / "late_stop.yaml").write_text(
+        f"experiments:\n  manifold:\n    em: {{stop_when: {rule}}}\n"
+    )
+    run(snakemake(*DEMO, "late_stop.yaml", "--cores", "2"), finished)
+    check = json.loads((res / "stop" / "iter_1.json").read_text())
+    assert check["stop"] is False  # lap 0 has no E-step residual: lap 1 cannot stop
+    final = json.loads((res / "final.json").read_text())
+    assert final["iteration"] == 2 and "em.stop_when never stopped" in final["reason"], final
+    assert "Nothing to be done" in run(snakemake(*DEMO, "late_stop.yaml", "-n"), finished).stdout
