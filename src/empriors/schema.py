@@ -49,13 +49,31 @@ def validate_config(config: dict) -> None:
     the alternatives of an observation kind instead of printing the schema)."""
     schema = load_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    errors = list(validator.iter_errors(config))
+    error = jsonschema.exceptions.best_match(errors)
     if error is not None:
-        error = _within_the_chosen_kind(error)
-        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-        raise ConfigError(f"config error at {where}: {_unknown_kind(error) or error.message}")
+        said = _said(error)
+        # A block shared by YAML anchors (an experiment's variants) fails in every experiment
+        # that shares it: name the first in config order, the one the user most likely edited.
+        order = list(config.get("experiments") or {})
+        same = [e for e in errors if _said(e)[1:] == said[1:] and _said(e)[0] in order]
+        if said[0] in order and same:
+            said = min((_said(e) for e in same), key=lambda s: order.index(s[0]))
+        experiment, rest, message = said
+        where = "/".join(p for p in ("experiments" if experiment else "", experiment, rest) if p)
+        raise ConfigError(f"config error at {where or 'the top level'}: {message}")
     for name, exp in (config.get("experiments") or {}).items():
         _check_relations(f"experiments/{name}", exp)
+
+
+def _said(error: jsonschema.ValidationError) -> tuple[str, str, str]:
+    """(experiment or "", the rest of the key path, the message) of what an error reports."""
+    error = _within_the_chosen_kind(error)
+    path = [str(p) for p in error.absolute_path]
+    message = _unknown_kind(error) or error.message
+    if len(path) >= 2 and path[0] == "experiments":
+        return path[1], "/".join(path[2:]), message
+    return "", "/".join(path), message
 
 
 def _check_relations(where: str, exp: dict) -> None:
