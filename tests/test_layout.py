@@ -65,3 +65,15 @@ def test_rule_files_name_existing_stage_modules():
         for command in used:
             module = commands[command].__module__.rsplit(".", 1)[1]
             assert module in named, f"{path.name} runs {command} ({module}) but names {named}"
+
+
+def test_every_output_the_cli_checks_is_an_argument_of_its_command():
+    """cli.WRITES (outputs checked writable before any compute) names real commands and
+    their real arguments: a misspelt name would silently go unchecked."""
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    for command, outputs in cli.WRITES.items():
+        assert command in action.choices, command
+        dests = {a.dest for a in action.choices[command]._actions}
+        for name in outputs:
+            assert name.rstrip("/") in dests, (command, name)

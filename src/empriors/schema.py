@@ -56,9 +56,9 @@ def validate_config(config: dict) -> None:
         # A block shared by YAML anchors (an experiment's variants) fails in every experiment
         # that shares it: name the first in config order, the one the user most likely edited.
         order = list(config.get("experiments") or {})
-        same = [e for e in errors if _said(e)[1:] == said[1:] and _said(e)[0] in order]
-        if said[0] in order and same:
-            said = min((_said(e) for e in same), key=lambda s: order.index(s[0]))
+        if said[0] in order:  # said itself is among the candidates
+            candidates = (s for s in map(_said, errors) if s[0] in order and s[1:] == said[1:])
+            said = min(candidates, key=lambda s: order.index(s[0]))
         experiment, rest, message = said
         where = "/".join(p for p in ("experiments" if experiment else "", experiment, rest) if p)
         raise ConfigError(f"config error at {where or 'the top level'}: {message}")

@@ -110,11 +110,12 @@ def conjugate_gradient(
     """
     if group is not None:
         ids = torch.arange(b.shape[0], device=b.device) // group
+        groups = -(-b.shape[0] // group)  # counted here: no device sync in the loop
         n = min(group, b.shape[0]) * b[0].numel()
         maxiter = 10 * n if maxiter is None else maxiter
 
         def dot(u: Tensor, v: Tensor) -> Tensor:  # the group's inner product, on its rows
-            sums = torch.zeros(int(ids[-1]) + 1, dtype=u.dtype, device=u.device)
+            sums = torch.zeros(groups, dtype=u.dtype, device=u.device)
             return sums.index_add_(0, ids, _dot(u, v))[ids]
 
     else:

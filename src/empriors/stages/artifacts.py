@@ -120,10 +120,12 @@ def samples_by_iteration(paths) -> dict[int, torch.Tensor]:
     return out
 
 
-def estep_rows(paths) -> tuple[torch.Tensor, torch.Tensor]:
-    """The E-step samples x (n, d) of all shards and their observation indices (n,)."""
-    arrays = [read_h5(p, ["x", "index"])[0] for p in paths]
-    return torch.cat([a["x"] for a in arrays]), torch.cat([a["index"] for a in arrays]).long()
+def estep_rows(paths) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """The E-step samples x (n, d) of all shards, their observation indices (n,) and each
+    shard's attributes."""
+    shards = [read_h5(p, ["x", "index"]) for p in paths]
+    x = torch.cat([a["x"] for a, _ in shards])
+    return x, torch.cat([a["index"] for a, _ in shards]).long(), [attrs for _, attrs in shards]
 
 
 def read_csv(path) -> list[dict]:

@@ -41,11 +41,11 @@ def cmd_diagnose(args):
         "cg_residual": float("nan"),
     }
     if args.estep:
-        xe, index = estep_rows(args.estep)
-        result["cg_residual"] = _cg_residual(args.estep)
+        xe, index, shards = estep_rows(args.estep)
+        result["cg_residual"] = _cg_residual(shards)
         result["residual"] = diagnostics.residual_ratio(y[index], op[index], xe, sigma_y)
         if args.previous:
-            xp, previous = estep_rows(args.previous)
+            xp, previous, _ = estep_rows(args.previous)
             if not torch.equal(index, previous):
                 raise ArtifactError("E-step samples of consecutive laps index other observations")
             result["change"] = diagnostics.sample_change(xe, xp)
@@ -55,13 +55,12 @@ def cmd_diagnose(args):
     write_json(args.out, {**result, "provenance": prov})
 
 
-def _cg_residual(paths) -> float:
-    """The E-step shards' mean final CG relative residual ||b - M u|| / ||b||, weighted by
-    their solves (stage estep records it); NaN where no shard solved with CG (DiffEM's and
-    FlowDiff's later laps)."""
+def _cg_residual(shards: list[dict]) -> float:
+    """The E-step shards' mean final CG relative residual ||b - M u|| / ||b|| (from their
+    attributes, which stage estep writes), weighted by their solves; NaN where no shard solved
+    with CG (DiffEM's and FlowDiff's later laps)."""
     solves = residual = 0.0
-    for p in paths:
-        attrs = read_h5(p, [])[1]
+    for attrs in shards:
         n = float(attrs.get("cg_solves", 0))
         if n:
             solves, residual = solves + n, residual + n * float(attrs["cg_residual"])
