@@ -314,8 +314,9 @@ def _mri_config(folder: Path) -> dict:
     return {"method": "em_mmps", **cfg}
 
 
-def _corrupt_mri(capsys, folder: Path, out: Path) -> tuple[int, str]:
-    config = json.dumps(_mri_config(folder))
+def _corrupt_mri(capsys, folder: Path, out: Path, **data) -> tuple[int, str]:
+    config = _mri_config(folder)
+    config = json.dumps({**config, "data": {**config["data"], **data}})
     return stage(capsys, "corrupt", "--exp", "mri", "--seed", "0", "--device", "cpu",
                  "--config", config, "--observations", out / "observations.h5",
                  "--truth", out / "truth.h5")  # fmt: skip
@@ -369,10 +370,29 @@ def test_empty_or_missing_data_folder_says_where_to_put_the_files(tmp_path, caps
         knee.mkdir()
     status, err = _corrupt_mri(capsys, knee, tmp_path / "results")
     assert status == 1 and f"error: {knee}" in err, err[-3000:]
-    assert ("does not exist" if kind == "missing" else "0 fastMRI .h5 file(s)") in err
+    assert ("does not exist" if kind == "missing" else "no fastMRI .h5 files") in err
     assert "never downloaded" in err and not (tmp_path / "results").exists()
     write_phantom_dataset(knee, 3, 32, 4, torch.Generator().manual_seed(0))
     assert _corrupt_mri(capsys, knee, tmp_path / "results")[0] == 0
+
+
+def test_mri_split_by_folder_trains_on_train_and_validates_on_val(tmp_path, capsys):
+    """Issue 19.11: with data.validation_folder, every volume of folder is observed and the
+    val split's (its first validation_volumes, null: all) are the clean validation slices;
+    validation_volumes null without a validation folder is refused."""
+    train, val = tmp_path / "train", tmp_path / "val"
+    write_phantom_dataset(train, 3, 32, 4, torch.Generator().manual_seed(0))
+    write_phantom_dataset(val, 2, 32, 4, torch.Generator().manual_seed(1))
+    for held, volumes in ((None, 2), (1, 1)):
+        out = tmp_path / f"results_{held}"
+        status, err = _corrupt_mri(
+            capsys, train, out, validation_folder=str(val), validation_volumes=held
+        )
+        assert status == 0, err[-3000:]
+        with h5py.File(out / "truth.h5") as f:
+            assert f["train"].shape[0] == 3 * 4 and f["val"].shape[0] == volumes * 4
+    status, err = _corrupt_mri(capsys, train, tmp_path / "r", validation_volumes=None)
+    assert status == 1 and "validation_volumes: null needs data.validation_folder" in err
 
 
 def _cifar_archive(path: Path, n: int = 4) -> None:

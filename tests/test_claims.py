@@ -69,6 +69,9 @@ def test_method_claims_use_diffems_final_prior_and_the_last_laps():
     assert diffem["verdict"] == "fails" and diffem["measured"] == "diffem 1.2 vs em_mmps 1 (+20%)"
     assert flowdiff["verdict"] == "holds"
     assert "| claim | source |" in claims.markdown([diffem, flowdiff])
+    # without a final prior (the manifold's DiffEM), its last lap is the claim's
+    laps_only = [r for r in rows if r["iteration"] != "final"]
+    assert claims.method_claims(laps_only, "c")[0]["measured"] == "diffem 0.5 vs em_mmps 1 (-50%)"
 
 
 def test_stop_decision_needs_window_small_relative_changes():

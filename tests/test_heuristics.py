@@ -1,5 +1,6 @@
 import torch
 
+from empriors.metrics.sinkhorn import exact_ot, reference_sinkhorn
 from empriors.mixture import GaussianMixture
 from empriors.studies.heuristics import (
     HEURISTICS,
@@ -9,12 +10,7 @@ from empriors.studies.heuristics import (
     study_one_seed,
     summarize,
 )
-from empriors.studies.heuristics_paper import (
-    exact_ot,
-    paper_study_one_seed,
-    reference_sinkhorn,
-    summarize_paper,
-)
+from empriors.studies.heuristics_paper import paper_study_one_seed, summarize_paper
 
 
 def test_mixture_covariance_matches_samples(g):

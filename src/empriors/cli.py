@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("estep", estep.cmd_estep, "posterior samples for one shard of the observations")
     for a in ("--prior", "--observations", "--out"):
         sp.add_argument(a, required=True)
-    sp.add_argument("--iteration", type=int, required=True)
+    # "final": DiffEM's regenerated reconstructions (mstep.final_data: regenerated)
+    sp.add_argument("--iteration", type=_iteration, required=True)
     sp.add_argument("--shard", type=int, required=True)
     sp.add_argument("--resume-dir", help=RESUME_HELP)
     sp = stage("mstep", mstep.cmd_mstep, "fit the prior of iteration k to its E-step samples")

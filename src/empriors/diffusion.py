@@ -108,6 +108,19 @@ def beta33(n: int, generator: torch.Generator, dtype=torch.float32, device=None)
     return u.sort(dim=1).values[:, 2]
 
 
+def beta_mixture(n: int, generator: torch.Generator, dtype=torch.float32, device=None) -> Tensor:
+    """t ~ 1/2 Beta(2, 5) + 1/2 Beta(5, 2) (DiffEM's manifold training times, danialht/DiffEM
+    experiments/manifold/train_diffem.py): the 2nd or, with probability 1/2, the 5th order
+    statistic of 6 uniforms (the k-th of n U(0,1) is Beta(k, n + 1 - k))."""
+    u = torch.rand(n, 7, generator=generator, dtype=dtype, device=device)
+    order = u[:, :6].sort(dim=1).values
+    return torch.where(u[:, 6] < 0.5, order[:, 1], order[:, 4])
+
+
+# mstep.t_law: the law of the training noise times t
+TIME_LAWS = {"beta33": beta33, "beta_mixture": beta_mixture}
+
+
 def denoising_loss(
     denoiser: nn.Module,
     x: Tensor,
@@ -115,12 +128,14 @@ def denoising_loss(
     generator: torch.Generator,
     condition: Tensor | None = None,
     rows: slice | None = None,
+    t_law: str = "beta33",
 ) -> Tensor:
-    """E_t E_z [ lambda_t * mean_features (d(x + sigma_t z [, c]) - x)^2 ], t ~ Beta(3,3),
-    lambda_t = 1/sigma_t^2 + 1. ``x``: (B, *S), ``condition`` c: (B, m) or None. Returns a
-    scalar. ``rows``: t and z are drawn for the whole batch, the loss is the mean over these
-    rows only (a data-parallel rank's share of the global batch)."""
-    t = beta33(x.shape[0], generator, dtype=x.dtype, device=x.device)
+    """E_t E_z [ lambda_t * mean_features (d(x + sigma_t z [, c]) - x)^2 ], t ~ ``t_law``
+    (Beta(3,3) by default, :data:`TIME_LAWS`), lambda_t = 1/sigma_t^2 + 1. ``x``: (B, *S),
+    ``condition`` c: (B, m) or None. Returns a scalar. ``rows``: t and z are drawn for the
+    whole batch, the loss is the mean over these rows only (a data-parallel rank's share of
+    the global batch)."""
+    t = TIME_LAWS[t_law](x.shape[0], generator, dtype=x.dtype, device=x.device)
     sigma = schedule.sigma(t)
     z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     if rows is not None:

@@ -34,8 +34,16 @@ def _final_marker(ax, laps: list[dict], final: dict | None, key: str, colour="C3
         ax.plot([x], [final[key]], "*", ms=11, color=colour, label=f"final prior ({key})")
 
 
+PAPER_CURVES = (
+    ("paper_sinkhorn", "^-", "reference's S on posterior samples (stopThr 1e-3, floored)"),
+    ("paper_converged", "v:", "the same S, converged Sinkhorn"),
+    ("paper_exact", "d-.", "the same S, exact OT"),
+)
+
+
 def sinkhorn_curve(rows: list[dict], path: Path) -> None:
-    """The paper's Sinkhorn figure S and the debiased divergence against EM iteration."""
+    """The paper's Sinkhorn figure S and the debiased divergence against EM iteration; with
+    ``paper_*`` columns (evaluate.paper_metric), the reference's curve and its checks too."""
     rows, final = _laps_and_final(rows)
     k = [r["iteration"] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -43,10 +51,15 @@ def sinkhorn_curve(rows: list[dict], path: Path) -> None:
     ax.plot(
         k, [r["sinkhorn_divergence"] for r in rows], "s--", label="debiased Sinkhorn divergence"
     )
+    keys = ["sinkhorn", "sinkhorn_divergence"]
+    if rows and "paper_sinkhorn" in rows[0]:  # evaluate.paper_metric: the reference's curve
+        for key, style, label in PAPER_CURVES:
+            ax.plot(k, [r[key] for r in rows], style, label=label)
+            keys.append(key)
     _final_marker(ax, rows, final, "sinkhorn")
     ax.set_xlabel("EM iteration k (0 = Gaussian q0)")
     ax.set_ylabel("Sinkhorn")
-    values = [r[key] for r in rows for key in ("sinkhorn", "sinkhorn_divergence")]
+    values = [r[key] for r in rows for key in keys if r[key] == r[key]]  # NaN: not computed
     values += [final["sinkhorn"]] if final else []
     if min(values) > 0:
         ax.set_yscale("log")

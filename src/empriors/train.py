@@ -32,13 +32,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Augment:
-    """Random horizontal flip and shift of flat images (B, C H W) of ``shape`` (C, H, W):
-    each image is flipped with probability 1/2 and shifted by (dy, dx) uniform in
-    [-shift, shift]^2, filling the border by reflection (the papers' training augmentation)."""
+    """Random augmentation of flat images (B, C H W) of ``shape`` (C, H, W), in this order:
+    each image is flipped horizontally with probability 1/2 (``hflip``); shifted by (dy, dx)
+    uniform in [-shift, shift]^2, the border filled by reflection (``shift``); its hue turned
+    by delta ~ U(-hue, hue) and its saturation scaled by f ~ U(saturation) in HSV (``hue``,
+    ``saturation``: the reference code's random_hue / random_saturation of dm-pix, on
+    (x + 2) / 4 in [0, 1]). Colour changes act on each group of 3 channels with the same
+    draw, so an image and its stacked image-shaped condition change together."""
 
     shape: tuple[int, int, int]
     hflip: bool
     shift: int
+    hue: float = 0.0
+    saturation: tuple[float, float] | None = None
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         b = x.shape[0]
@@ -56,7 +62,51 @@ class Augment:
             batch = torch.arange(b, device=x.device)[:, None, None, None]
             chan = torch.arange(self.shape[0], device=x.device)[None, :, None, None]
             img = padded[batch, chan, rows, cols]
+        if self.hue or self.saturation:
+            img = self._colour(img, generator)
         return img.reshape(b, -1)
+
+    def _colour(self, img: Tensor, generator: torch.Generator) -> Tensor:
+        b, c, h, w = img.shape
+        if c % 3:
+            raise ValueError(f"hue/saturation augmentation needs RGB groups; {c} channels")
+        u = torch.rand(b, 2, generator=generator, device=img.device, dtype=img.dtype)
+        delta = (2 * u[:, 0] - 1) * self.hue
+        low, high = self.saturation or (1.0, 1.0)
+        factor = low + (high - low) * u[:, 1]
+        hsv = rgb_to_hsv((img.reshape(b, c // 3, 3, h, w) + 2) / 4)
+        hue = (hsv[:, :, 0] + delta[:, None, None, None]) % 1.0
+        sat = (hsv[:, :, 1] * factor[:, None, None, None]).clamp(0, 1)
+        rgb = hsv_to_rgb(torch.stack([hue, sat, hsv[:, :, 2]], dim=2))
+        return (rgb * 4 - 2).reshape(b, c, h, w)
+
+
+def rgb_to_hsv(rgb: Tensor) -> Tensor:
+    """(..., 3, H, W) RGB -> HSV, hue in [0, 1) (TensorFlow's and dm-pix's convention).
+    Written here: torchvision's colour functions cannot load beside the CPU torch wheel, and
+    its adjust_saturation blends with grey instead of scaling S."""
+    r, g, b = rgb.unbind(-3)
+    value, _ = rgb.max(-3)
+    span = value - rgb.min(-3).values
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    hue = torch.where(
+        value == r,
+        ((g - b) / safe) % 6,
+        torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4),
+    )
+    hue = torch.where(span > 0, hue / 6, torch.zeros_like(hue))
+    sat = torch.where(value > 0, span / torch.where(value > 0, value, 1.0), torch.zeros_like(span))
+    return torch.stack([hue, sat, value], dim=-3)
+
+
+def hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """Inverse of :func:`rgb_to_hsv`: channel n in (R, G, B) = (5, 3, 1) is
+    v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6 h) mod 6."""
+    hue, sat, value = hsv.unbind(-3)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=hsv.dtype, device=hsv.device)
+    k = (n.view(*([1] * (hsv.ndim - 3)), 3, 1, 1) + 6 * hue.unsqueeze(-3)) % 6
+    ramp = torch.minimum(k, 4 - k).clamp(0, 1)
+    return value.unsqueeze(-3) * (1 - sat.unsqueeze(-3) * ramp)
 
 
 @dataclass(frozen=True)
@@ -70,6 +120,7 @@ class TrainSettings:
     ema_warmup: bool = False  # decay min(ema, (1 + n) / (10 + n)) after n updates
     resume_every_s: float = 300.0
     augment: Augment | None = None
+    t_law: str = "beta33"  # the law of the noise times (diffusion.TIME_LAWS)
 
 
 def warmup_ema(decay: float):
@@ -251,7 +302,9 @@ def train_denoiser(
             cond = None if condition is None else condition[index]
             if settings.augment is not None:
                 batch, cond = _augment(settings.augment, batch, cond, generator)
-            loss = denoising_loss(model, batch, schedule, generator, cond, local_rows)
+            loss = denoising_loss(
+                model, batch, schedule, generator, cond, local_rows, settings.t_law
+            )
             # the global loss and whether any rank got a stop signal, the same on every rank: all
             # ranks stop at the same step
             stop = loss.new_tensor(float(preemption.requested()))

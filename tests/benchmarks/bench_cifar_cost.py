@@ -1,4 +1,4 @@
-"""Measured per-sample costs of the CIFAR-10 paper config (the 57.6 M-parameter U-Net),
+"""Measured per-sample costs of the CIFAR-10 paper config (the 57.56 M-parameter U-Net),
 projected to one E-step batch, one M-step epoch and the full 32-iteration run.
 
     python tests/benchmarks/bench_cifar_cost.py [--device cpu|cuda] [--batch 4] [--threads N]

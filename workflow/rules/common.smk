@@ -22,6 +22,8 @@ WORKFLOW_ONLY = (
     ("em", "stop_when"),
     ("evaluate", "figure_iterations"),
     ("mstep", "gpus"),
+    ("mstep", "final_prior"),
+    ("mstep", "final_data"),
 )
 # How the networks run (global keys, src/empriors/compute.py): passed to the stages that run
 # a network (those given the "network" section), so a change reruns exactly those. The
@@ -201,16 +203,25 @@ def shard_files(wildcards):
             for s in range(shards(wildcards.exp))]
 
 
-def last_shard_files(wildcards):
-    return [f"results/{wildcards.exp}/iter_{iterations(wildcards.exp)}/samples_{s}.h5"
-            for s in range(shards(wildcards.exp))]
+def final_prior_data(wildcards):
+    """What DiffEM's final prior trains on: the last lap's E-step samples, or, with
+    mstep.final_data: regenerated (DiffEM's CIFAR code), reconstructions of every observation
+    drawn anew from the last lap's conditional model (iter_final/samples_S.h5)."""
+    exp = wildcards.exp
+    lap = "final" if experiment(exp)["mstep"].get("final_data") == "regenerated" else iterations(exp)
+    return [f"results/{exp}/iter_{lap}/samples_{s}.h5" for s in range(shards(exp))]
+
+
+def last_prior(wildcards):
+    return f"results/{wildcards.exp}/iter_{iterations(wildcards.exp)}/prior.pt"
 
 
 def iteration_files(wildcards):
     """What iteration k's folder holds once finished (what its snapshot versions)."""
     files = [f"results/{wildcards.exp}/iter_{wildcards.k}/prior.pt"]
-    if wildcards.k == "final":
-        return files
+    if wildcards.k == "final":  # with regenerated data, the reconstructions it trained on
+        regenerated = experiment(wildcards.exp)["mstep"].get("final_data") == "regenerated"
+        return files + (shard_files(wildcards) if regenerated else [])
     return files + (shard_files(wildcards) if int(wildcards.k) > 0 else [])
 
 
@@ -227,8 +238,10 @@ def diagnose_samples(wildcards):
 
 
 def has_final(exp):
-    """DiffEM: a final unconditional prior (iter_final/) after the last lap."""
-    return experiment(exp)["method"] == "diffem"
+    """DiffEM: a final unconditional prior (iter_final/) after the last lap, unless
+    mstep.final_prior is false (DiffEM's manifold code scores the conditional model itself)."""
+    e = experiment(exp)
+    return e["method"] == "diffem" and e["mstep"].get("final_prior", True)
 
 
 def scored_iterations(exp):

@@ -77,12 +77,35 @@ rule mstep:
 
 
 # DiffEM: the prior that evaluation samples is a fresh unconditional model trained on the
-# last lap's reconstructions (a target of its own, versioned like an iteration).
+# last lap's reconstructions (a target of its own, versioned like an iteration); with
+# mstep.final_data: regenerated, on reconstructions drawn anew from the last lap's model.
+
+
+rule regenerate:
+    input:
+        prior=last_prior,
+        obs="results/{exp}/observations.h5",
+    output:
+        "results/{exp}/iter_final/samples_{s}.h5",
+    params:
+        args=stage_args("em", "estep", "diffusion", "network"),
+    threads: THREADS
+    resources:
+        gpu=GPUS,
+        gpu_slots=GPUS,
+    log:
+        "results/{exp}/logs/regenerate_{s}.log",
+    conda:
+        ENV
+    shell:
+        "python -m empriors estep {params.args} --iteration final "
+        "--shard {wildcards.s} --prior {input.prior} --observations {input.obs} "
+        "--out {output} 2> {log}"
 
 
 rule final_prior:
     input:
-        samples=last_shard_files,
+        samples=final_prior_data,
     output:
         "results/{exp}/iter_final/prior.pt",
     params:

@@ -33,7 +33,7 @@ rule evaluate:
         k=r"[0-9]+|final",
         exp=experiments_pattern(images=False),
     params:
-        args=stage_args("evaluate", "diffusion", "network"),
+        args=stage_args("evaluate", "estep", "diffusion", "network")  # estep: paper_metric,
     threads: THREADS
     resources:
         gpu=GPUS,

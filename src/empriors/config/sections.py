@@ -158,13 +158,22 @@ class EMSettings:
 @dataclass(frozen=True)
 class EStepSettings:
     """``estep:``: the posterior sampler of every lap; ``batch_size`` is an int or ``auto``;
-    samples outside [-keep_range, keep_range] are dropped before the M-step (None: none)."""
+    samples of trained laps outside [-keep_range, keep_range] are dropped before the M-step
+    (None: none). ``first_lap_sampler``: the sampler method of lap 1 (under q_0), where it
+    differs (DiffEM's manifold code: PC, then DDPM; None: ``sampler``)."""
 
     sampler: SamplerSettings
     posterior: PosteriorSettings
     batch_size: int | str
     samples_per_observation: int
     keep_range: float | None
+    first_lap_sampler: str | None = None
+
+    def sampler_for(self, trained: bool) -> SamplerSettings:
+        """The sampler of a lap whose prior is trained (a network) or q_0 (``trained`` False)."""
+        if trained or self.first_lap_sampler is None:
+            return self.sampler
+        return replace(self.sampler, method=self.first_lap_sampler)
 
     @classmethod
     def from_config(cls, e: dict) -> EStepSettings:
@@ -185,6 +194,7 @@ class EStepSettings:
             e["batch_size"],
             e.get("samples_per_observation", 1),
             e["keep_range"],
+            e.get("first_lap_sampler"),
         )
 
     def with_changes(self, steps: int | None = None, cg_maxiter: int | None = None):
@@ -201,13 +211,16 @@ class EStepSettings:
 @dataclass(frozen=True)
 class MStepSettings:
     """``mstep:``: the denoiser's training (``train``; DiffEM's final prior: ``final_train``,
-    ``final_steps`` steps) and q_k's Gaussian part, PPCA of rank ``ppca_rank`` on
-    ``ppca_samples`` samples."""
+    ``final_steps`` steps) and q_k's Gaussian part G_k: with ``moments`` "refit", PPCA of rank
+    ``ppca_rank`` on ``ppca_samples`` samples every lap; with "fixed", q_0's fit for every lap
+    (the manifold reference: mu_x, Sigma_x of fit_moments stay on the model, issue 19.4)."""
 
     train: TrainSettings
     final_train: TrainSettings
     ppca_samples: int
     ppca_rank: int | None
+    moments: str = "refit"
+    first_lap_pairs: str = "fresh"  # DiffEM: lap 1 trains on fresh corruptions or observed pairs
 
     @classmethod
     def from_config(
@@ -224,18 +237,33 @@ class MStepSettings:
             ema_warmup=m.get("ema_warmup", False),
             resume_every_s=m["resume_every_s"],
             augment=_augment(m.get("augment"), image_shape),
+            t_law=m.get("t_law", "beta33"),
         )
         final = replace(train, steps=m.get("final_steps") or train.steps)
-        return cls(train, final, m["ppca_samples"], m["ppca_rank"])
+        return cls(
+            train,
+            final,
+            m["ppca_samples"],
+            m["ppca_rank"],
+            m.get("moments", "refit"),
+            m.get("first_lap_pairs", "fresh"),
+        )
 
 
 def _augment(block: dict | None, image_shape) -> Augment | None:
-    if not block or not (block["hflip"] or block["shift"]):
+    if not block:
+        return None
+    hue, saturation = block.get("hue", 0.0), block.get("saturation")
+    if not (block["hflip"] or block["shift"] or hue or saturation):
         return None
     shape = image_shape()
     if shape is None:
         raise ConfigError("mstep.augment needs image data (a unet network with a shape)")
-    return Augment(shape, block["hflip"], block["shift"])
+    if (hue or saturation) and shape[0] % 3:
+        raise ConfigError(f"mstep.augment: hue/saturation need RGB images; {shape[0]} channel(s)")
+    return Augment(
+        shape, block["hflip"], block["shift"], hue, tuple(saturation) if saturation else None
+    )
 
 
 @dataclass(frozen=True)
@@ -269,6 +297,18 @@ class FlowSettings:
 
 
 @dataclass(frozen=True)
+class PaperMetricSettings:
+    """``evaluate.paper_metric`` (manifold): the reference's curve metric (issue 19.7-8), on
+    posterior samples of q_k for the first n_samples observations against the training
+    latents: POT's Sinkhorn stopped at ``stop`` (or its iteration cap), S floored at ``floor``;
+    the exact-OT check on ``exact_points`` points (None: all; 0: skipped)."""
+
+    stop: float
+    floor: float
+    exact_points: int | None
+
+
+@dataclass(frozen=True)
 class EvaluateSettings:
     """``evaluate:``: the evaluation sampler and its sizes. Manifold: Sinkhorn's ``sinkhorn_reg``
     and ``sinkhorn_iterations``. Images: ``metric`` (fd_pixels | fid_inception), sample
@@ -293,6 +333,7 @@ class EvaluateSettings:
     posterior_samples: int | None = None
     reconstruction_steps: int | None = None
     reconstruction_cg_maxiter: int | None = None
+    paper_metric: PaperMetricSettings | None = None
 
     @classmethod
     def from_config(cls, e: dict) -> EvaluateSettings:
@@ -309,10 +350,12 @@ class EvaluateSettings:
             "reconstruction_steps",
             "reconstruction_cg_maxiter",
         )
+        paper = e.get("paper_metric")
         return cls(
             SamplerSettings(e["sampler"], e["steps"], e["corrector_tau"]),
             e["n_samples"],
             e["batch_size"],
             accelerations=tuple(e.get("accelerations", ())),
+            paper_metric=PaperMetricSettings(**paper) if paper else None,
             **{k: e[k] for k in optional if e.get(k) is not None},
         )

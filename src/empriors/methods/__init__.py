@@ -60,7 +60,7 @@ def posterior_samples(
         op,
         y,
         settings.schedule,
-        settings.estep.sampler,
+        settings.estep.sampler_for(trained=prior.network is not None),
         settings.estep.posterior,
         batch,
         generator(seed),
@@ -186,7 +186,9 @@ def m_step(
             return settings.observation.random_operator(n, samples.shape[1], shape, g)
 
         sigma_y = settings.observation.sigma_y
-        prior, losses = diffem.m_step(samples, previous, draw, sigma_y, settings, seed, resume_path)
+        prior, losses = diffem.m_step(
+            samples, previous, draw, sigma_y, settings, seed, resume_path, observed=(op, y)
+        )
         return prior, {"losses": torch.tensor(losses, dtype=torch.float64)}
     if method == "flowdiff":
         prior, losses, flow_losses = flowdiff.m_step(

@@ -52,10 +52,11 @@ def conditional_sample(
     resume: BatchResume | None = None,
 ) -> Tensor:
     """x_i ~ q(x | y_i) by the conditional network at c(A_i, y_i). y: (N, *O) -> (N, n).
+    The reverse diffusion starts at x_1 = sigma_max z, centred at 0 (not at G_k's mean: the
+    reference's start, danialht/DiffEM priors/common.py, issue 19.14).
     ``compute``: the network's precision and compilation (padded batches when compiled);
     ``resume``: finished batches are saved there and skipped by a rerun."""
     n, dim = y.shape[0], prior.gaussian.dim
-    mean = prior.gaussian.mean.to(device=device, dtype=torch.float32)
     compute = compute or Compute(device)
     network = compute.accelerate(prior.network)
     batches = list(batch_rows(n, batch_size, compute.compile))
@@ -79,7 +80,7 @@ def conditional_sample(
                     sampler.steps,
                     sampler.method,
                     generator,
-                    mean=mean,
+                    mean=None,  # x_1 = 0 + sigma_max z, as DiffEM's sample_any_conditional
                     corrector_tau=sampler.corrector_tau,
                     device=device,
                 )[:real].cpu()
@@ -105,12 +106,24 @@ def m_step(
     seed: int,
     resume_path: Path | None,
     progress: bool = True,
+    observed: tuple[LinearOperator, Tensor] | None = None,
 ) -> tuple[Prior, list[float]]:
     """G_k = PPCA of the samples; theta_k = the conditional denoiser trained on (x_hat, c(A', y'))
-    with fresh corruptions (seeded by ``seed``, so drawn once per lap), from theta_{k-1}."""
-    generator = torch.Generator().manual_seed(seed)
-    op, y = fresh_corruptions(samples, draw, sigma_y, generator)
-    condition = op.condition(y).to(torch.float32)
+    with fresh corruptions (seeded by ``seed``, so drawn once per lap), from theta_{k-1}.
+    With ``mstep.first_lap_pairs: observed``, lap 1 (no network yet: the samples are q_0's,
+    row i drawn for observation i) trains on the ORIGINAL pairs (x_hat_i, c(A_i, y_i)) of
+    ``observed`` (op, y), as DiffEM's manifold code does (issue 19.15)."""
+    if settings.mstep.first_lap_pairs == "observed" and previous.network is None:
+        if observed is None or observed[1].shape[0] != samples.shape[0]:
+            raise ValueError(
+                "mstep.first_lap_pairs: observed needs one lap-1 sample per observation "
+                "(no range filter, samples_per_observation 1)"
+            )
+        op, y = observed
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        op, y = fresh_corruptions(samples, draw, sigma_y, generator)
+    condition = op.condition(y.to(samples.dtype)).to(torch.float32)
     return em_mmps.m_step(
         samples, previous, settings, seed, resume_path, progress, condition=condition
     )

@@ -4,7 +4,8 @@ The model after lap k is q_k = (denoiser weights theta_k, Gaussian fit G_k = (mu
 - init:   q_0 = Gaussian fitted by Monte-Carlo EM: rounds of exact Gaussian posterior sampling
           (MMPS with the Gaussian's own denoiser and covariance) followed by PPCA.
 - E-step: x_i ~ q_{k-1}(x | y_i) for every observation, by MMPS inside a diffusion sampler.
-- M-step: G_k = PPCA of the new samples; theta_k = train the denoiser on them, starting from
+- M-step: G_k = PPCA of the new samples (or G_0 kept: ``mstep.moments: fixed``);
+          theta_k = train the denoiser on them, starting from
           theta_{k-1} (fresh at k = 1); Adam, EMA and LR schedule restart every lap.
 """
 
@@ -186,6 +187,13 @@ def keep_in_range(x: Tensor, bound: float | None) -> Tensor:
     return x[(x.abs() < bound).flatten(1).all(dim=1)]
 
 
+def keep_trained_in_range(x: Tensor, bound: float | None, sampled_under: Prior) -> Tensor:
+    """:func:`keep_in_range` for samples drawn under a trained prior (one with a network); the
+    samples of q_0 (lap 1) are kept whole, as the manifold reference filters only the samples
+    it generates after a training lap (issue 19.5)."""
+    return keep_in_range(x, bound if sampled_under.network is not None else None)
+
+
 def m_step(
     samples: Tensor,
     previous: Prior,
@@ -196,13 +204,17 @@ def m_step(
     final: bool = False,
     condition: Tensor | None = None,
 ) -> tuple[Prior, list[float]]:
-    """G_k = PPCA of (up to ``ppca_samples``) samples; theta_k trained from theta_{k-1}
+    """G_k = PPCA of (up to ``ppca_samples``) samples, or G_{k-1} (= q_0's fit) when
+    ``mstep.moments`` is "fixed" (not for DiffEM's final prior); theta_k trained from theta_{k-1}
     (``final``: DiffEM's final prior, with ``settings.mstep.final_train``; ``condition`` (N, m):
     DiffEM's conditional denoiser on the pairs (samples_i, condition_i)). theta_{k-1} is
     carried over when it has the same conditioning, else the network starts fresh."""
     features = samples.shape[1]
     extra = 0 if condition is None else condition.shape[1]
-    gaussian = fit_ppca(samples[: settings.mstep.ppca_samples], settings.mstep.ppca_rank)
+    if settings.mstep.moments == "fixed" and not final:
+        gaussian = previous.gaussian
+    else:
+        gaussian = fit_ppca(samples[: settings.mstep.ppca_samples], settings.mstep.ppca_rank)
     torch.manual_seed(seed)  # lap 1: a fresh, seeded init; later laps overwrite it
     denoiser = build_denoiser(settings, features, extra)
     if previous.network is not None and previous.network.condition_features == extra:

@@ -1,5 +1,6 @@
-"""The manifold experiment's backbone (PAPERS.md 1): MLP with 3 hidden layers of 256,
-SiLU, LayerNorm, input [x, emb(log sigma)] with a 64-feature sinusoidal embedding."""
+"""The manifold experiment's backbone (PAPERS.md 1): MLP with 3 hidden layers of 256, SiLU,
+LayerNorm (without scale and bias, as the reference's), input [x, emb(log sigma)] with a
+64-feature sinusoidal embedding."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ class MLPBackbone(nn.Module):
         layers: list[nn.Module] = []
         width = features + embedding
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.SiLU(), nn.LayerNorm(h)]
+            # no scale or bias: the reference's inox LayerNorm (priors/nn.py, issue 19.3)
+            layers += [nn.Linear(width, h), nn.SiLU(), nn.LayerNorm(h, elementwise_affine=False)]
             width = h
         layers.append(nn.Linear(width, out_features or features))
         self.net = nn.Sequential(*layers)

@@ -3,30 +3,32 @@ net(x, log_sigma) for :class:`empriors.diffusion.Denoiser`.
 
 Layout, for levels i = 0..L-1 with channels C_i and B_i blocks:
 - descent: level 0 starts with conv3x3 (C_in -> C_0), level i > 0 with a stride-2 conv3x3
-  (C_{i-1} -> C_i); then B_i x [ResBlock(C_i) (+ AttBlock(C_i) at attention levels)];
+  (C_{i-1} -> C_i) followed by a channel LayerNorm; then B_i x [ResBlock(C_i) (+ AttBlock(C_i)
+  at attention levels)];
 - ascent: level i < L-1 starts by concatenating the skip of level i with the upsampled
   features of level i+1 and a conv3x3 (C_i + C_{i+1} -> C_i); then B_i x [ResBlock (+ AttBlock)];
-  level i > 0 ends with a nearest-neighbour x2 upsampling, level 0 with conv3x3 (C_0 -> C_out).
+  level i > 0 ends with a channel LayerNorm and a nearest-neighbour x2 upsampling, level 0 with
+  a pointwise linear layer (C_0 -> C_out, a 1x1 convolution).
 - ResBlock(x, emb): (a, b, c) = MLP(emb) (Linear -> SiLU -> Linear to 3C);
   y = conv3x3(dropout(SiLU(conv3x3(LayerNorm_C((1 + a) x + b)))));  out = (x + c y) / sqrt(1 + c^2).
 - AttBlock(x, emb): the same modulation and normalised residual around multi-head
-  self-attention over the H W positions, with a fixed sin-cos positional embedding added at
-  attention levels.
+  self-attention over the H W positions (no positional embedding).
 - emb: sinusoidal embedding of log sigma (``embedding`` features).
 - Optional pixel-unshuffle by ``unshuffle`` (MRI: 4, 320x320x1 -> 80x80x16) and shuffle back.
 
 Written here rather than wrapping azula.nn.UNet: azula 0.11's U-Net has no attention blocks
 and a different residual (ada-norm-zero without the 1/sqrt(1 + c^2) normalisation), so it
-is not the paper's network. The CIFAR configuration (channels 128/256/384, 5 blocks, attention
-at level 1 with 4 heads, emb 256) has 57.6 M parameters.
+is not the paper's network. The layout is the reference code's (francois-rozet/diffusion-priors
+priors/nn.py, issue 19.2): every LayerNorm is over channels without affine parameters, as
+inox's. The CIFAR configuration (channels 128/256/384, 5 blocks, attention at level 1 with
+4 heads, emb 256) has 57,563,011 parameters; the MRI one (128/256/384/512, 3 blocks,
+attention at level 3, unshuffle 4) 77,651,984.
 
 Inputs are flat vectors (B, C H W), as everywhere in the pipeline (operators, Gaussian
 fits and posterior samplers all act on (B, D)); the backbone reshapes to (B, C, H, W).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -40,19 +42,6 @@ def channel_layer_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
     mean = x.mean(dim=1, keepdim=True)
     var = x.var(dim=1, keepdim=True, unbiased=False)
     return (x - mean) / torch.sqrt(var + eps)
-
-
-def sincos_positions(channels: int, height: int, width: int, device=None, dtype=None) -> Tensor:
-    """Fixed 2-d sin-cos positional embedding (C, H, W): C/4 frequencies pi / 1e4^u,
-    u in [0, 1], for sin and cos of the row and of the column index."""
-    u = torch.linspace(0, 1, channels // 4, device=device, dtype=dtype)
-    freq = math.pi / 1e4**u
-    i = torch.arange(height, device=device, dtype=dtype)[:, None, None] * freq
-    j = torch.arange(width, device=device, dtype=dtype)[None, :, None] * freq
-    i, j = i.expand(height, width, -1), j.expand(height, width, -1)
-    emb = torch.cat([i.sin(), i.cos(), j.sin(), j.cos()], dim=-1)  # (H, W, 4 * C/4)
-    emb = F.pad(emb, (0, channels - emb.shape[-1]))
-    return emb.permute(2, 0, 1)
 
 
 class Modulation(nn.Module):
@@ -153,11 +142,10 @@ class UNetBackbone(nn.Module):
             ]
         )
         self.ascent = nn.ModuleList([level_blocks(i) for i in range(len(channels))])
-        self.exit = nn.Conv2d(channels[0], c_out, 3, padding=1)
+        self.exit = nn.Conv2d(channels[0], c_out, 1)  # pointwise: the reference's Linear
 
-    def _blocks(self, layers: nn.ModuleList, x: Tensor, emb: Tensor, level: int) -> Tensor:
-        if level in self.attention:
-            x = x + sincos_positions(*x.shape[1:], device=x.device, dtype=x.dtype)
+    @staticmethod
+    def _blocks(layers: nn.ModuleList, x: Tensor, emb: Tensor) -> Tensor:
         for layer in layers:
             x = layer(x, emb)
         return x
@@ -170,13 +158,14 @@ class UNetBackbone(nn.Module):
         emb = sinusoidal_embedding(log_sigma, self.embedding).to(x.dtype)
         skips = []
         for i, (entry, layers) in enumerate(zip(self.entry, self.descent, strict=True)):
-            x = self._blocks(layers, entry(x), emb, i)
+            x = entry(x) if i == 0 else channel_layer_norm(entry(x))
+            x = self._blocks(layers, x, emb)
             skips.append(x)
         for i in reversed(range(len(self.ascent))):
             if i < len(self.ascent) - 1:
-                x = F.interpolate(x, scale_factor=2, mode="nearest")
+                x = F.interpolate(channel_layer_norm(x), scale_factor=2, mode="nearest")
                 x = self.merge[i](torch.cat([skips[i], x], dim=1))
-            x = self._blocks(self.ascent[i], x, emb, i)
+            x = self._blocks(self.ascent[i], x, emb)
         x = self.exit(x)
         if self.unshuffle > 1:
             x = F.pixel_shuffle(x, self.unshuffle)

@@ -97,31 +97,53 @@ def cmd_phantoms(args):
     log.info("wrote %d phantom volumes to %s", len(paths), args.out)
 
 
+def _mri_files(data: dict) -> tuple[list[Path], list[Path]]:
+    """The training and validation volumes: with ``validation_folder``, the train split
+    (folder) and the val split (its first ``validation_volumes``, null: all), as the reference
+    (experiments/fastmri/data.py, issue 19.11); without, one folder whose last
+    ``validation_volumes`` volumes are held out."""
+    from empriors.data.fastmri import MRIDataError
+
+    def h5_files(folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            raise MRIDataError(
+                f"{folder}: the data folder does not exist; place the knee single-coil fastMRI "
+                "files there (never downloaded at run time)"
+            )
+        files = sorted(folder.glob("*.h5"))
+        if not files:
+            raise MRIDataError(f"{folder}: no fastMRI .h5 files (never downloaded at run time)")
+        return files
+
+    files, held = h5_files(Path(data["folder"])), data["validation_volumes"]
+    if data.get("validation_folder"):
+        return files, h5_files(Path(data["validation_folder"]))[:held]
+    if held is None:
+        raise ConfigError("data.validation_volumes: null needs data.validation_folder")
+    if len(files) <= held:
+        raise MRIDataError(
+            f"{data['folder']}: {len(files)} fastMRI .h5 file(s), need more than "
+            f"validation_volumes={held}; place the knee single-coil files there (never "
+            "downloaded at run time)"
+        )
+    return files[:-held], files[-held:]
+
+
 def _corrupt_mri(args, s: ExperimentSettings, data: dict, obs: dict, started: str):
-    """MRI: real fastMRI files (or phantoms in their format) from data.folder, the last
-    ``validation_volumes`` volumes held out as clean validation slices; training slices are
-    observed as y = M_i fft2c(x_i) + e with the paper's random column masks."""
-    from empriors.data.fastmri import MRIDataError, load_slices
+    """MRI: real fastMRI files (or phantoms in their format) from data.folder, clean
+    validation slices from the val split or the folder's last volumes (:func:`_mri_files`);
+    training slices are observed as y = M_i fft2c(x_i) + e with the paper's random column
+    masks."""
+    from empriors.data.fastmri import load_slices
 
     if obs["kind"] != "kspace_columns":
         raise ConfigError("MRI data is observed by kspace_columns (observation.kind)")
-    folder = Path(data["folder"])
-    if not folder.is_dir():
-        raise MRIDataError(
-            f"{folder}: the data folder does not exist; place the knee single-coil fastMRI "
-            "files there (never downloaded at run time)"
-        )
-    files = sorted(folder.glob("*.h5"))
-    held = data["validation_volumes"]
-    if len(files) <= held:
-        raise MRIDataError(
-            f"{folder}: {len(files)} fastMRI .h5 file(s), need more than validation_volumes="
-            f"{held}; place the knee single-coil files there (never downloaded at run time)"
-        )
+    train_files, val_files = _mri_files(data)
+    files = train_files + val_files
     first, last = data["slices"]
     size = tuple(data["size"])
-    x, _ = load_slices(files[:-held], first, last, size)
-    x_val, _ = load_slices(files[-held:], first, last, size)
+    x, _ = load_slices(train_files, first, last, size)
+    x_val, _ = load_slices(val_files, first, last, size)
     seed = derive_seed(args.seed, seed_name(args), "data")
     g = generator(seed)
     op = s.observation.random_operator(x.shape[0], x.shape[1], (1, *size), g)

@@ -12,10 +12,12 @@ import torch
 
 from empriors import methods
 from empriors.data.io import now, provenance, read_h5, write_h5
-from empriors.metrics.sinkhorn import entropic_ot
+from empriors.methods import em_mmps
+from empriors.metrics.sinkhorn import entropic_ot, paper_scores
 from empriors.seeding import derive_seed
 from empriors.stages.artifacts import (
     iteration_order,
+    load_observations,
     load_prior,
     samples_by_iteration,
     write_csv,
@@ -30,6 +32,17 @@ from empriors.stages.common import (
 )
 
 log = logging.getLogger("empriors")
+
+# evaluate.paper_metric's columns of sinkhorn.csv (metrics.sinkhorn.paper_scores)
+PAPER_COLUMNS = (
+    "paper_sinkhorn",
+    "paper_unfloored",
+    "paper_capped",
+    "paper_marginal_l1",
+    "paper_converged",
+    "paper_exact",
+    "paper_kept",
+)
 
 
 def cmd_eval_reference(args):
@@ -74,17 +87,38 @@ def cmd_evaluate(args):
         "n": v.shape[0],
         "reg": reg,
     }
-    log.info("iteration %d: %s", args.iteration, result)
+    if s.evaluate.paper_metric is not None:
+        result.update(paper_metric(args, s, prior))
+    log.info("iteration %s: %s", args.iteration, result)
     prov = stage_provenance("evaluate", s, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     write_json(args.out, {**result, "provenance": prov})
+
+
+def paper_metric(args, s, prior) -> dict:
+    """The reference's curve (issue 19.7-8; experiments/manifold/train.py): posterior samples of
+    q_k for the first n observations with the E-step's settings (the samples the reference
+    scores are the next lap's E-step samples: the same law), the range filter after trained
+    laps, scored against the training latents u1 = train[:n], u2 = train[-n:] by
+    :func:`paper_scores`."""
+    pm, n = s.evaluate.paper_metric, s.evaluate.n_samples
+    train = read_h5(args.truth, ["train"])[0]["train"]
+    y, op, _, _ = load_observations(args.observations)
+    rows = torch.arange(min(n, y.shape[0]))
+    seed = derive_seed(args.seed, seed_name(args), "evaluate_paper", args.iteration)
+    x = methods.posterior_samples(prior, op[rows], y[rows], s, seed)
+    x = em_mmps.keep_trained_in_range(x, s.estep.keep_range, prior)
+    reg, its = s.evaluate.sinkhorn_reg, s.evaluate.sinkhorn_iterations
+    scores = paper_scores(x, train[:n], train[-n:], reg, its, pm.stop, pm.floor, pm.exact_points)
+    return {**scores, "paper_kept": x.shape[0]}
 
 
 def cmd_aggregate(args):
     rows = []
     for path in args.evals:
         r = json.loads(Path(path).read_text())
-        rows.append({k: r[k] for k in ("iteration", "sinkhorn", "sinkhorn_divergence", "ot_u1_v")})
+        keys = ("iteration", "sinkhorn", "sinkhorn_divergence", "ot_u1_v", *PAPER_COLUMNS)
+        rows.append({k: r[k] for k in keys if k in r})
     rows.sort(key=lambda r: iteration_order(r["iteration"]))
     figures = Path(args.figures_dir)
     figures.mkdir(parents=True, exist_ok=True)

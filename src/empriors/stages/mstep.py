@@ -29,13 +29,13 @@ def cmd_mstep(args):
         raise ConfigError("FlowDiff's M-step runs as one process (mstep.gpus must be 1)")
     shards = [read_h5(p, ["x"])[0]["x"] for p in args.samples]
     x = torch.cat(shards)
-    kept = em_mmps.keep_in_range(x, s.estep.keep_range)
+    previous = load_prior(args.prior, s, x.shape[1], args.samples[0])
+    kept = em_mmps.keep_trained_in_range(x, s.estep.keep_range, previous)
     log.info(
         "M-step %d: %d samples, %d kept inside the range", args.iteration, x.shape[0], kept.shape[0]
     )
     if kept.shape[0] < 2:
         raise ArtifactError("fewer than 2 E-step samples left after the range filter")
-    previous = load_prior(args.prior, s, x.shape[1], args.samples[0])
     seed = derive_seed(args.seed, seed_name(args), "mstep", args.iteration)
     resume = Path(args.resume_dir) / f"iter_{args.iteration}.pt"
     observations = None

@@ -31,39 +31,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from empriors.metrics.sinkhorn import weighted_sinkhorn_divergence
+from empriors.metrics.sinkhorn import exact_ot, reference_sinkhorn, weighted_sinkhorn_divergence
 from empriors.mixture import GaussianMixture
 from empriors.studies.heuristics import HEURISTICS, approximate_logliks, manifold_mixture
-
-
-def reference_sinkhorn(u: Tensor, v: Tensor, reg: float, iterations: int, stop: float) -> dict:
-    """POT's sinkhorn_log between uniform clouds u (N, n), v (M, n) with the reference's
-    settings: {"value": <P, C>, "converged": stopped before the cap, "marginal_error":
-    ||P 1 - a||_1 + ||P^T 1 - b||_1}."""
-    import ot  # here, not at the top: POT pulls in scikit-learn
-
-    a = torch.full((u.shape[0],), 1 / u.shape[0], dtype=u.dtype, device=u.device)
-    b = torch.full((v.shape[0],), 1 / v.shape[0], dtype=v.dtype, device=v.device)
-    cost = ot.dist(u, v, metric="sqeuclidean")
-    plan, log = ot.sinkhorn(
-        a, b, cost, reg, method="sinkhorn_log", numItermax=iterations, stopThr=stop, log=True,
-        warn=False,
-    )  # fmt: skip
-    error = (plan.sum(1) - a).abs().sum() + (plan.sum(0) - b).abs().sum()
-    return {
-        "value": float((plan * cost).sum()),
-        # POT reports niter = numItermax - 1 when it ran out of iterations (measured: 1023)
-        "converged": int(log["niter"]) < iterations - 1,
-        "marginal_error": float(error),
-    }
-
-
-def exact_ot(u: Tensor, v: Tensor) -> float:
-    """W2^2 between uniform clouds by POT's network simplex (on the CPU)."""
-    import ot
-
-    u, v = u.cpu().numpy(), v.cpu().numpy()
-    return float(ot.emd2([], [], ot.dist(u, v, metric="sqeuclidean"), numItermax=10**8))
 
 
 def _resample(logw: Tensor, n: int, generator: torch.Generator) -> Tensor:
