@@ -310,7 +310,8 @@ def _next_run_works(capsys, manifold: Path, tmp_path: Path) -> None:
 def _mri_config(folder: Path) -> dict:
     cfg = {k: EXPERIMENTS["mri"][k] for k in ("data", "observation", "network", "diffusion")}
     cfg["data"] = {**cfg["data"], "kind": "fastmri", "folder": str(folder), "slices": [0, 3],
-                   "size": [32, 32], "validation_volumes": 1}  # fmt: skip
+                   "size": [32, 32], "validation_volumes": 1,
+                   "validation_folder": None}  # one folder, its last volume held out  # fmt: skip
     return {"method": "em_mmps", **cfg}
 
 

@@ -175,7 +175,8 @@ def test_lineage_of_an_mri_run_on_raw_files_lists_them_as_leaves(tmp_path):
     paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["experiments"]["mri"]
     cfg = {k: paper[k] for k in ("data", "observation", "network", "diffusion")}
     cfg["data"] = {**cfg["data"], "kind": "fastmri", "folder": str(knee), "slices": [0, 4],
-                   "size": [32, 32], "validation_volumes": 1}  # fmt: skip
+                   "size": [32, 32], "validation_volumes": 1,
+                   "validation_folder": None}  # one folder, its last volume held out  # fmt: skip
     cfg["method"] = "em_mmps"
     obs = tmp_path / "observations.h5"
     corrupt = [sys.executable, "-m", "empriors", "corrupt", "--exp", "mri", "--seed", "0"]

@@ -12,7 +12,7 @@ from empriors.diffusion import beta33, beta_mixture
 from empriors.gaussian import LowRankGaussian
 from empriors.methods import diffem, em_mmps, posterior_samples
 from empriors.methods.prior import Prior
-from empriors.metrics.sinkhorn import paper_scores
+from empriors.metrics.sinkhorn import paper_baseline, paper_scores
 from empriors.nn import MLPBackbone
 from empriors.operators import Projection, observe
 
@@ -137,14 +137,18 @@ def test_first_lap_sampler_applies_under_q0_only():
 
 def test_paper_scores_floor_cap_and_checks(g):
     """19.8: the reference's S floored at 1e-6, its cap flag and marginal error, and the
-    converged and exact differences on the same clouds."""
+    exact and converged figures on the same clouds."""
     u1, u2 = torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g)
-    far = paper_scores(u1 + 1.0, u1, u2, reg=0.05, iterations=1024, stop=1e-3)
+    base = paper_baseline(u1, u2, reg=0.05, iterations=1024, stop=1e-3)
+    far = paper_scores(u1 + 1.0, u1, base, reg=0.05, iterations=1024, stop=1e-3)
     assert far["paper_sinkhorn"] == far["paper_unfloored"] > 0.5
-    assert far["paper_exact"] > 0.5 and far["paper_converged"] > 0.5
-    same = paper_scores(u1, u1, u2, reg=0.05, iterations=1024, stop=1e-3)
+    assert far["paper_exact"] > 0.5 and far["paper_debiased"] > 0.5
+    assert far["paper_capped"] == 0.0 and far["paper_marginal_l1"] < 0.05
+    same = paper_scores(u1, u1, base, reg=0.05, iterations=1024, stop=1e-3)
     assert same["paper_unfloored"] < 0 and same["paper_sinkhorn"] == 1e-6
-    capped = paper_scores(u1 + 1.0, u1, u2, reg=1e-3, iterations=3, stop=1e-9, exact_points=0)
+    assert abs(same["paper_debiased"]) < 1e-6
+    base = paper_baseline(u1, u2, reg=1e-3, iterations=3, stop=1e-9, exact_points=0)
+    capped = paper_scores(u1 + 1.0, u1, base, 1e-3, 3, 1e-9, exact_points=0)
     assert capped["paper_capped"] == 1.0 and capped["paper_marginal_l1"] > 0.01
     assert capped["paper_exact"] != capped["paper_exact"]  # NaN: skipped
 

@@ -48,6 +48,15 @@ def test_demo_run_produces_every_target(finished):
     rows = (res / "sinkhorn.csv").read_text().strip().splitlines()
     assert rows[0].startswith("iteration,sinkhorn,sinkhorn_divergence")
     assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 2]
+    # evaluate.paper_metric (issue 19.7-8): the reference's curve beside ours, with its checks
+    paper = list(csv.DictReader((res / "sinkhorn.csv").open()))
+    n = json.loads((res / "eval" / "iter_0.json").read_text())["n"]
+    for r in paper:
+        assert float(r["paper_sinkhorn"]) == max(float(r["paper_unfloored"]), 1e-6), r
+        assert r["paper_capped"] in ("0.0", "1.0") and float(r["paper_marginal_l1"]) >= 0
+        assert all(abs(float(r[k])) < 1e3 for k in ("paper_debiased", "paper_exact"))
+        assert 0 < int(r["paper_kept"]) <= n
+    assert int(paper[0]["paper_kept"]) == n  # q0's posterior samples are not range-filtered
     for k in (0, 1, 2):
         assert (res / f"iter_{k}" / "prior.pt").exists()
         assert (res / f"iter_{k}.dvc").exists()

@@ -13,7 +13,7 @@ import torch
 from empriors import methods
 from empriors.data.io import now, provenance, read_h5, write_h5
 from empriors.methods import em_mmps
-from empriors.metrics.sinkhorn import entropic_ot, paper_scores
+from empriors.metrics.sinkhorn import entropic_ot, paper_baseline, paper_scores
 from empriors.seeding import derive_seed
 from empriors.stages.artifacts import (
     iteration_order,
@@ -39,8 +39,8 @@ PAPER_COLUMNS = (
     "paper_unfloored",
     "paper_capped",
     "paper_marginal_l1",
-    "paper_converged",
     "paper_exact",
+    "paper_debiased",
     "paper_kept",
 )
 
@@ -59,6 +59,11 @@ def cmd_eval_reference(args):
         "reg": reg,
         "iterations": its,
     }
+    if (pm := ev.paper_metric) is not None:  # the reference's OT(x[:n], x[-n:]), once
+        train = read_h5(args.truth, ["train"])[0]["train"]
+        result["paper_baseline"] = paper_baseline(
+            train[:n], train[-n:], reg, its, pm.stop, pm.exact_points
+        )
     result["provenance"] = provenance("eval_reference", s.raw, [args.truth], None, started)
     write_json(args.out, result)
 
@@ -88,19 +93,19 @@ def cmd_evaluate(args):
         "reg": reg,
     }
     if s.evaluate.paper_metric is not None:
-        result.update(paper_metric(args, s, prior))
+        result.update(paper_metric(args, s, prior, reference["paper_baseline"]))
     log.info("iteration %s: %s", args.iteration, result)
     prov = stage_provenance("evaluate", s, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     write_json(args.out, {**result, "provenance": prov})
 
 
-def paper_metric(args, s, prior) -> dict:
+def paper_metric(args, s, prior, baseline: dict) -> dict:
     """The reference's curve (issue 19.7-8; experiments/manifold/train.py): posterior samples of
     q_k for the first n observations with the E-step's settings (the samples the reference
     scores are the next lap's E-step samples: the same law), the range filter after trained
-    laps, scored against the training latents u1 = train[:n], u2 = train[-n:] by
-    :func:`paper_scores`."""
+    laps, scored against the training latents u1 = train[:n] (u2 = train[-n:] in
+    ``baseline``, eval-reference's) by :func:`paper_scores`."""
     pm, n = s.evaluate.paper_metric, s.evaluate.n_samples
     train = read_h5(args.truth, ["train"])[0]["train"]
     y, op, _, _ = load_observations(args.observations)
@@ -109,7 +114,7 @@ def paper_metric(args, s, prior) -> dict:
     x = methods.posterior_samples(prior, op[rows], y[rows], s, seed)
     x = em_mmps.keep_trained_in_range(x, s.estep.keep_range, prior)
     reg, its = s.evaluate.sinkhorn_reg, s.evaluate.sinkhorn_iterations
-    scores = paper_scores(x, train[:n], train[-n:], reg, its, pm.stop, pm.floor, pm.exact_points)
+    scores = paper_scores(x, train[:n], baseline, reg, its, pm.stop, pm.floor, pm.exact_points)
     return {**scores, "paper_kept": x.shape[0]}
 
 
