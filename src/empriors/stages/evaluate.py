@@ -93,14 +93,14 @@ def cmd_evaluate(args):
         "reg": reg,
     }
     if s.evaluate.paper_metric is not None:
-        result.update(paper_metric(args, s, prior, reference["paper_baseline"]))
+        result.update(paper_metric(args, s, prior, reference.get("paper_baseline")))
     log.info("iteration %s: %s", args.iteration, result)
     prov = stage_provenance("evaluate", s, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     write_json(args.out, {**result, "provenance": prov})
 
 
-def paper_metric(args, s, prior, baseline: dict) -> dict:
+def paper_metric(args, s, prior, baseline: dict | None) -> dict:
     """The reference's curve (issue 19.7-8; experiments/manifold/train.py): posterior samples of
     q_k for the first n observations with the E-step's settings (the samples the reference
     scores are the next lap's E-step samples: the same law), the range filter after trained
@@ -108,12 +108,15 @@ def paper_metric(args, s, prior, baseline: dict) -> dict:
     ``baseline``, eval-reference's) by :func:`paper_scores`."""
     pm, n = s.evaluate.paper_metric, s.evaluate.n_samples
     train = read_h5(args.truth, ["train"])[0]["train"]
+    reg, its = s.evaluate.sinkhorn_reg, s.evaluate.sinkhorn_iterations
+    if baseline is None:  # a reference.json written before paper_metric was turned on
+        log.warning("%s has no paper_baseline: computing it here", args.reference)
+        baseline = paper_baseline(train[:n], train[-n:], reg, its, pm.stop, pm.exact_points)
     y, op, _, _ = load_observations(args.observations)
     rows = torch.arange(min(n, y.shape[0]))
     seed = derive_seed(args.seed, seed_name(args), "evaluate_paper", args.iteration)
     x = methods.posterior_samples(prior, op[rows], y[rows], s, seed)
     x = em_mmps.keep_trained_in_range(x, s.estep.keep_range, prior)
-    reg, its = s.evaluate.sinkhorn_reg, s.evaluate.sinkhorn_iterations
     scores = paper_scores(x, train[:n], baseline, reg, its, pm.stop, pm.floor, pm.exact_points)
     return {**scores, "paper_kept": x.shape[0]}
 
