@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from empriors import methods
-from empriors.data.io import now, provenance, read_h5, write_h5
+from empriors.data.io import ArtifactError, now, provenance, read_h5, write_h5
 from empriors.methods import em_mmps
 from empriors.metrics.sinkhorn import entropic_ot, paper_baseline, paper_scores
 from empriors.seeding import derive_seed
@@ -70,7 +70,8 @@ def cmd_eval_reference(args):
 
 def cmd_evaluate(args):
     started, s = now(), settings_from_args(args)
-    arrays, _ = read_h5(args.truth, ["eval_u1"])
+    paper = s.evaluate.paper_metric is not None
+    arrays, _ = read_h5(args.truth, ["eval_u1", "train"] if paper else ["eval_u1"])
     u1 = arrays["eval_u1"][: s.evaluate.n_samples]
     reference = json.loads(Path(args.reference).read_text())
     prior = load_prior(args.prior, s, u1.shape[1], args.truth)
@@ -92,26 +93,27 @@ def cmd_evaluate(args):
         "n": v.shape[0],
         "reg": reg,
     }
-    if s.evaluate.paper_metric is not None:
-        result.update(paper_metric(args, s, prior, reference.get("paper_baseline")))
+    if paper:
+        if "paper_baseline" not in reference:  # written by a version without paper_metric
+            raise ArtifactError(
+                f"{args.reference} has no paper_baseline (written before evaluate.paper_metric "
+                "existed): delete it, or rerun with `snakemake -R eval_reference`"
+            )
+        result.update(paper_metric(args, s, prior, arrays["train"], reference["paper_baseline"]))
     log.info("iteration %s: %s", args.iteration, result)
     prov = stage_provenance("evaluate", s, [args.prior, args.truth, args.reference], seed, started)
     write_h5(args.samples_out, {"x": v}, prov, {"iteration": args.iteration})
     write_json(args.out, {**result, "provenance": prov})
 
 
-def paper_metric(args, s, prior, baseline: dict | None) -> dict:
+def paper_metric(args, s, prior, train: torch.Tensor, baseline: dict) -> dict:
     """The reference's curve (issue 19.7-8; experiments/manifold/train.py): posterior samples of
     q_k for the first n observations with the E-step's settings (the samples the reference
     scores are the next lap's E-step samples: the same law), the range filter after trained
     laps, scored against the training latents u1 = train[:n] (u2 = train[-n:] in
     ``baseline``, eval-reference's) by :func:`paper_scores`."""
     pm, n = s.evaluate.paper_metric, s.evaluate.n_samples
-    train = read_h5(args.truth, ["train"])[0]["train"]
     reg, its = s.evaluate.sinkhorn_reg, s.evaluate.sinkhorn_iterations
-    if baseline is None:  # a reference.json written before paper_metric was turned on
-        log.warning("%s has no paper_baseline: computing it here", args.reference)
-        baseline = paper_baseline(train[:n], train[-n:], reg, its, pm.stop, pm.exact_points)
     y, op, _, _ = load_observations(args.observations)
     rows = torch.arange(min(n, y.shape[0]))
     seed = derive_seed(args.seed, seed_name(args), "evaluate_paper", args.iteration)
